@@ -1,0 +1,76 @@
+import { Command, CommanderError } from 'commander';
+import { ExitCode } from '../protocol/exit-codes.js';
+import { describeError, isCbactionsError } from '../util/errors.js';
+
+/**
+ * `cbactions <command>`. Thin: each command's module is imported only when it runs, so
+ * `cbactions worker` (started once per job by the listener) loads only what it needs.
+ */
+export function buildProgram(): Command {
+  const program = new Command('cbactions')
+    .description('GitHub Actions jobs that run in AWS CodeBuild')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('worker')
+    .description('Runner.Worker replacement: run the job handed over by Runner.Listener in a CodeBuild build')
+    .argument('<mode>', 'must be "spawnclient", as the listener passes it')
+    .argument('<readFd>', 'fd the listener writes messages to')
+    .argument('<writeFd>', 'fd back to the listener (never written)')
+    .action(async (mode: string, readFd: string, writeFd: string) => {
+      const { runWorkerCommand } = await import('../worker/main.js');
+      process.exitCode = await runWorkerCommand({ mode, readFd, writeFd });
+    });
+
+  program
+    .command('entrypoint')
+    .description('inside a CodeBuild build: open the sealed job, run the real Runner.Worker, record its exit code')
+    .action(async () => {
+      const { runEntrypointCommand } = await import('../entrypoint/main.js');
+      process.exitCode = await runEntrypointCommand();
+    });
+
+  program
+    .command('build-service')
+    .description('a CodeBuild-compatible endpoint that runs builds as local processes (development, tests, local mode)')
+    .option('--config <file>', 'build-service configuration file (projects, listen address, state directory)')
+    .option('--port <port>', 'TCP port on 127.0.0.1 (0 = any free port)')
+    .option('--host <host>', 'listen address', '127.0.0.1')
+    .option('--state-dir <dir>', 'where build records and build logs are kept')
+    .option('--buildspec <file>', 'buildspec of the default project')
+    .option('--project <name>', 'name of the default project', 'cbactions')
+    .option('--minute-ms <ms>', 'length of one CodeBuild "minute" for timeouts (shorten only for tests)')
+    .action(async (options: Record<string, string | undefined>) => {
+      const { runBuildServiceCommand } = await import('../build-service/main.js');
+      process.exitCode = await runBuildServiceCommand(options);
+    });
+
+  program
+    .command('install-worker')
+    .description('install the Runner.Worker shim into a runner installation')
+    .argument('<runnerRoot>', 'the runner installation (the directory holding bin/)')
+    .action(async (runnerRoot: string) => {
+      const { runInstallWorkerCommand } = await import('../worker/install.js');
+      process.exitCode = await runInstallWorkerCommand(runnerRoot);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed the problem (or the help).
+      process.exitCode = error.exitCode === 0 ? ExitCode.Ok : ExitCode.UsageOrConfig;
+      return;
+    }
+    process.stderr.write(`cbactions: ${isCbactionsError(error) ? error.message : describeError(error)}\n`);
+    process.exitCode = isCbactionsError(error) && error.code.startsWith('CONFIG_') ? ExitCode.UsageOrConfig : ExitCode.InfrastructureFailure;
+  }
+}
+
+await main(process.argv);

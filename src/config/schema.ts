@@ -1,0 +1,202 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration schema. The runtime (mux, worker, local mode) and the CDK app
+ * both parse a config file with it; every error names its field.
+ */
+
+/** Where a secret comes from. The config holds only the reference, never the secret. */
+export const SecretSourceSchema = z.union([
+  z.strictObject({ file: z.string().min(1).describe('path of a file holding the secret') }),
+  z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).describe('environment variable holding the secret') }),
+  z.strictObject({
+    secretsManager: z.string().min(1).describe('AWS Secrets Manager secret name or ARN'),
+    jsonKey: z.string().min(1).optional().describe('when the secret is a JSON object, the key to read'),
+  }),
+]);
+export type SecretSource = z.infer<typeof SecretSourceSchema>;
+
+export const GitHubScopeSchema = z.union([
+  z.strictObject({ repository: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, 'expected "owner/name"') }),
+  z.strictObject({ organization: z.string().regex(/^[A-Za-z0-9-]+$/, 'expected an organization login') }),
+  z.strictObject({ enterprise: z.string().regex(/^[A-Za-z0-9-]+$/, 'expected an enterprise slug') }),
+]);
+export type GitHubScope = z.infer<typeof GitHubScopeSchema>;
+
+export const GitHubAuthSchema = z.union([
+  z.strictObject({
+    app: z.strictObject({
+      appId: z.union([z.number().int().positive(), z.string().regex(/^\d+$/)]),
+      installationId: z.union([z.number().int().positive(), z.string().regex(/^\d+$/)]).optional(),
+      privateKey: SecretSourceSchema,
+    }),
+  }),
+  z.strictObject({ token: SecretSourceSchema }),
+]);
+export type GitHubAuth = z.infer<typeof GitHubAuthSchema>;
+
+export const GitHubSchema = z.strictObject({
+  /** https://github.com or a GitHub Enterprise Server URL. */
+  url: z.url({ protocol: /^https?$/ }).default('https://github.com'),
+  scope: GitHubScopeSchema,
+  /** Runner group name or numeric id; organization/enterprise scope only. */
+  runnerGroup: z.union([z.string().min(1), z.number().int().positive()]).default('Default'),
+  /** Prefix of every runner name; names are `<prefix>-<host>-<pool>-<slot>-<n>`. */
+  namePrefix: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "-", "_" and "." only')
+    .max(24)
+    .default('cbactions'),
+  auth: GitHubAuthSchema,
+  /** JIT config (default) or registration token + configure as the fallback. */
+  registration: z.enum(['jit', 'token']).default('jit'),
+});
+
+export const COMPUTE_TYPES = [
+  'BUILD_GENERAL1_SMALL',
+  'BUILD_GENERAL1_MEDIUM',
+  'BUILD_GENERAL1_LARGE',
+  'BUILD_GENERAL1_XLARGE',
+  'BUILD_GENERAL1_2XLARGE',
+  'BUILD_LAMBDA_1GB',
+  'BUILD_LAMBDA_2GB',
+  'BUILD_LAMBDA_4GB',
+  'BUILD_LAMBDA_8GB',
+  'BUILD_LAMBDA_10GB',
+  'ATTRIBUTE_BASED_COMPUTE',
+  'CUSTOM_INSTANCE_TYPE',
+] as const;
+
+export const ENVIRONMENT_TYPES = [
+  'LINUX_CONTAINER',
+  'ARM_CONTAINER',
+  'LINUX_GPU_CONTAINER',
+  'LINUX_LAMBDA_CONTAINER',
+  'ARM_LAMBDA_CONTAINER',
+  'LINUX_EC2',
+  'ARM_EC2',
+] as const;
+
+const LAMBDA_ENVIRONMENTS = new Set<string>(['LINUX_LAMBDA_CONTAINER', 'ARM_LAMBDA_CONTAINER']);
+const GPU_COMPUTE = new Set<string>(['BUILD_GENERAL1_LARGE', 'BUILD_GENERAL1_XLARGE', 'BUILD_GENERAL1_2XLARGE']);
+
+export const ServiceRoleSchema = z.strictObject({
+  arn: z.string().regex(/^arn:aws[a-zA-Z-]*:iam::\d{12}:role\/.+$/, 'expected an IAM role ARN'),
+  /**
+   * The role's unique id (AROA…), which IAM puts in `aws:userid`. Payload object keys and
+   * KMS encryption contexts are bound to it; the CDK app fills it in.
+   */
+  roleId: z.string().regex(/^AROA[A-Z0-9]{8,}$/, 'expected a role unique id (AROA…)').optional(),
+});
+
+export const BuildSettingsSchema = z.strictObject({
+  computeType: z.enum(COMPUTE_TYPES).default('BUILD_GENERAL1_SMALL'),
+  environmentType: z.enum(ENVIRONMENT_TYPES).default('LINUX_CONTAINER'),
+  /** Container image; omit to use the project's image. */
+  image: z.string().min(1).optional(),
+  imagePullCredentials: z.enum(['CODEBUILD', 'SERVICE_ROLE']).optional(),
+  /** Docker daemon in the build (needed for `container:` jobs and service containers). */
+  privileged: z.boolean().default(false),
+  /** A reserved-capacity fleet; the fleet defines compute and environment. */
+  fleetArn: z.string().regex(/^arn:aws[a-zA-Z-]*:codebuild:[a-z0-9-]+:\d{12}:fleet\/.+$/, 'expected a CodeBuild fleet ARN').optional(),
+  timeoutMinutes: z.number().int().min(5).max(2160).optional(),
+  queuedTimeoutMinutes: z.number().int().min(5).max(480).optional(),
+  serviceRole: ServiceRoleSchema.optional(),
+});
+export type BuildSettings = z.infer<typeof BuildSettingsSchema>;
+
+export const PoolSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'lower-case letters, digits and "-", at most 31 characters'),
+  labels: z
+    .array(z.string().min(1).max(256).regex(/^[^,]+$/, 'a label cannot contain ","'))
+    .min(1)
+    .max(100),
+  slots: z.number().int().min(1).max(100).default(1),
+  build: BuildSettingsSchema.default(() => BuildSettingsSchema.parse({})),
+});
+export type Pool = z.infer<typeof PoolSchema>;
+
+export const PayloadsSchema = z.strictObject({
+  key: z.union([
+    z.strictObject({ kms: z.strictObject({ keyId: z.string().min(1) }) }),
+    z.strictObject({ local: z.strictObject({ file: z.string().min(1) }) }),
+  ]),
+  store: z.union([
+    z.strictObject({
+      s3: z.strictObject({
+        bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name'),
+        prefix: z.string().regex(/^([A-Za-z0-9!_.*'()-]+\/)*$/, 'expected a key prefix ending in "/" (or empty)').default('payloads/'),
+      }),
+    }),
+    z.strictObject({ local: z.strictObject({ dir: z.string().min(1) }) }),
+  ]),
+});
+export type PayloadsConfig = z.infer<typeof PayloadsSchema>;
+
+export const CodeBuildSchema = z.strictObject({
+  projectName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{1,254}$/, 'expected a CodeBuild project name'),
+  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region such as us-east-1').optional(),
+});
+
+export const MuxSchema = z.strictObject({
+  runnerRoot: z.string().min(1).default('/actions-runner'),
+  stateDir: z.string().min(1).default('/var/lib/cbactions'),
+  statusHost: z.string().default('127.0.0.1'),
+  statusPort: z.number().int().min(0).max(65535).default(8080),
+  drainTimeoutSeconds: z.number().int().min(0).max(7 * 24 * 3600).default(6 * 3600),
+  isolation: z.enum(['auto', 'preload', 'hardlink']).default('auto'),
+});
+
+export const ConfigSchema = z
+  .strictObject({
+    github: GitHubSchema,
+    codebuild: CodeBuildSchema,
+    payloads: PayloadsSchema,
+    pools: z.array(PoolSchema).min(1),
+    mux: MuxSchema.default(() => MuxSchema.parse({})),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Map<string, number>();
+    config.pools.forEach((pool, index) => {
+      const previous = seen.get(pool.name);
+      if (previous !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['pools', index, 'name'], message: `pool name "${pool.name}" is already used by pools[${previous}]` });
+      }
+      seen.set(pool.name, index);
+      for (const issue of buildSettingsProblems(pool.build)) {
+        ctx.addIssue({ code: 'custom', path: ['pools', index, 'build', issue.field], message: `pool "${pool.name}": ${issue.message}` });
+      }
+    });
+  });
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** Combinations CodeBuild would refuse at StartBuild, caught when the config is loaded. */
+export function buildSettingsProblems(build: BuildSettings): { field: keyof BuildSettings; message: string }[] {
+  const problems: { field: keyof BuildSettings; message: string }[] = [];
+  const lambdaCompute = build.computeType.startsWith('BUILD_LAMBDA_');
+  const lambdaEnvironment = LAMBDA_ENVIRONMENTS.has(build.environmentType);
+  if (lambdaCompute !== lambdaEnvironment) {
+    problems.push({
+      field: 'environmentType',
+      message: lambdaCompute
+        ? `compute type ${build.computeType} needs environment type LINUX_LAMBDA_CONTAINER or ARM_LAMBDA_CONTAINER, not ${build.environmentType}`
+        : `environment type ${build.environmentType} needs a BUILD_LAMBDA_* compute type, not ${build.computeType}`,
+    });
+  }
+  if (lambdaCompute || lambdaEnvironment) {
+    if (build.privileged) problems.push({ field: 'privileged', message: 'privileged mode (Docker) is not available on Lambda compute' });
+    if (build.timeoutMinutes !== undefined) problems.push({ field: 'timeoutMinutes', message: 'Lambda compute does not accept a build timeout (it is fixed at 15 minutes)' });
+    if (build.queuedTimeoutMinutes !== undefined) problems.push({ field: 'queuedTimeoutMinutes', message: 'Lambda compute does not accept a queued timeout' });
+  }
+  if (build.environmentType === 'LINUX_GPU_CONTAINER' && !GPU_COMPUTE.has(build.computeType)) {
+    problems.push({ field: 'computeType', message: `GPU environments need BUILD_GENERAL1_LARGE or larger, not ${build.computeType}` });
+  }
+  if ((build.computeType === 'ATTRIBUTE_BASED_COMPUTE' || build.computeType === 'CUSTOM_INSTANCE_TYPE') && build.fleetArn === undefined) {
+    problems.push({ field: 'fleetArn', message: `compute type ${build.computeType} is only available with a reserved-capacity fleet (set fleetArn)` });
+  }
+  if ((build.environmentType === 'LINUX_EC2' || build.environmentType === 'ARM_EC2') && build.fleetArn === undefined) {
+    problems.push({ field: 'fleetArn', message: `environment type ${build.environmentType} is only available with a reserved-capacity fleet (set fleetArn)` });
+  }
+  return problems;
+}

@@ -1,0 +1,77 @@
+/**
+ * The contracts of sealing. Adapters (local key + directory, KMS + S3) implement
+ * `KeyService` and `PayloadStore`; the worker and entrypoint only see these.
+ */
+
+/**
+ * What a payload is bound to: exactly one build. `buildId` is CodeBuild's `project:uuid`.
+ * `userId` is the `aws:userid` the build's role session will have
+ * (`<RoleUniqueId>:AWSCodeBuild-<uuid>`) when the role's unique id is known; adapters
+ * that bind to IAM identity (S3 key, KMS encryption context) require it.
+ */
+export interface PayloadBinding {
+  buildId: string;
+  userId?: string;
+}
+
+/** A data key from the key service: use `plaintext` once and drop it. */
+export interface DataKey {
+  plaintext: Buffer;
+  /** Opaque wrapped key, stored in the envelope header. */
+  encrypted: Buffer;
+  /** Which master key wrapped it (KMS key ARN, or a local key fingerprint). */
+  keyId: string;
+}
+
+export type EncryptionContext = Readonly<Record<string, string>>;
+
+export interface KeyService {
+  /** `local` or `kms`; recorded in the envelope so a payload names what opens it. */
+  readonly provider: string;
+  generateDataKey(context: EncryptionContext, signal?: AbortSignal): Promise<DataKey>;
+  /** Throws SEAL_WRONG_KEY when the key or the context does not match. */
+  decryptDataKey(encrypted: Buffer, keyId: string, context: EncryptionContext, signal?: AbortSignal): Promise<Buffer>;
+}
+
+export interface TakeOptions {
+  /** How long to wait for the object to appear (the worker uploads while the build provisions). */
+  waitMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface PayloadStore {
+  /** Human-readable location for logs and errors (never secret): `s3://b/k`, a path. */
+  describe(binding: PayloadBinding): string;
+  put(binding: PayloadBinding, sealed: Buffer, signal?: AbortSignal): Promise<void>;
+  /** Reads and deletes: a payload opens once. Throws PAYLOAD_NOT_FOUND / PAYLOAD_ALREADY_USED. */
+  take(binding: PayloadBinding, options?: TakeOptions): Promise<Buffer>;
+  /** Removes the payload if still there (cleanup after a failed start). Idempotent. */
+  delete(binding: PayloadBinding, signal?: AbortSignal): Promise<void>;
+  /** The worker asks the build to cancel its job. */
+  requestCancel(binding: PayloadBinding, signal?: AbortSignal): Promise<void>;
+  /** The entrypoint polls this. */
+  isCancelRequested(binding: PayloadBinding, signal?: AbortSignal): Promise<boolean>;
+  /** Removes the cancel marker (the build's last act). Idempotent. */
+  clearCancel(binding: PayloadBinding, signal?: AbortSignal): Promise<void>;
+}
+
+/** What travels to the build. Never the runner's RSA key (`.credentials_rsaparams`). */
+export interface JobPayload {
+  /** The NewJobRequest body exactly as received: UTF-16LE bytes. */
+  jobMessage: Buffer;
+  /** `.runner` file bytes. */
+  runnerFile: Buffer;
+  /** `.credentials` with only non-secret fields. */
+  credentialsFile?: Buffer;
+  /** actions/runner version the listener runs (the build installs it when missing). */
+  runnerVersion?: string;
+  ids: PayloadIds;
+}
+
+export interface PayloadIds {
+  buildId: string;
+  jobId?: string;
+  requestId?: string;
+  runnerName?: string;
+  pool?: string;
+}
