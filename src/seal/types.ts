@@ -31,6 +31,12 @@ export interface KeyService {
   generateDataKey(context: EncryptionContext, signal?: AbortSignal): Promise<DataKey>;
   /** Throws SEAL_WRONG_KEY when the key or the context does not match. */
   decryptDataKey(encrypted: Buffer, keyId: string, context: EncryptionContext, signal?: AbortSignal): Promise<Buffer>;
+  /**
+   * Whether `encrypted` unwraps under `context`, to tell a person which build a payload
+   * really was sealed for. Offered only where trying has no side effects (the local key);
+   * KMS leaves it out: the probe would be a Decrypt call that least-privilege policy denies.
+   */
+  probeContext?(encrypted: Buffer, keyId: string, context: EncryptionContext): Promise<boolean>;
 }
 
 export interface TakeOptions {
