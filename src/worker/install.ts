@@ -1,4 +1,68 @@
-// Placeholder until this command lands; it refuses loudly rather than pretending.
-export async function runInstallWorkerCommand(_runnerRoot: string): Promise<number> {
-  throw new Error('runInstallWorkerCommand is not built yet');
+import { chmod, lstat, readFile, rename, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CbactionsError } from '../util/errors.js';
+
+export const SHIM_MARKER = '# cbactions Runner.Worker shim';
+
+/** Single-quotes a value for /bin/sh. */
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The file Runner.Listener executes for every job. It must stay at `<bin>/Runner.Worker`
+ * (the name is a constant in the listener) and keep the argv and inherited fds, so it
+ * `exec`s cbactions directly. `--no-warnings`: the listener shows the worker's stderr to
+ * users on failure, so only cbactions' one-line reason may appear there.
+ */
+export function shimScript(nodePath: string, cliPath: string): string {
+  return [
+    '#!/bin/sh',
+    SHIM_MARKER,
+    '# Installed by `cbactions install-worker`: Runner.Listener starts this file for each job,',
+    '# and cbactions runs the job in an AWS CodeBuild build.',
+    `exec ${shellQuote(nodePath)} --no-warnings ${shellQuote(cliPath)} worker "$@"`,
+    '',
+  ].join('\n');
+}
+
+export interface InstallResult {
+  shimPath: string;
+  /** Where the original Runner.Worker was kept, when there was one. */
+  keptOriginal?: string;
+}
+
+/** Installs the shim; idempotent. The runner's own Runner.Worker is kept as Runner.Worker.orig. */
+export async function installWorkerShim(runnerRoot: string, nodePath: string, cliPath: string): Promise<InstallResult> {
+  const bin = join(resolve(runnerRoot), 'bin');
+  try {
+    if (!(await lstat(bin)).isDirectory()) throw new Error('not a directory');
+  } catch (error) {
+    throw new CbactionsError('INSTALL_NO_BIN', `${bin} is not a directory: is ${runnerRoot} a runner installation?`, { cause: error });
+  }
+  const shimPath = join(bin, 'Runner.Worker');
+  const result: InstallResult = { shimPath };
+  let existing: string | undefined;
+  try {
+    existing = (await readFile(shimPath)).subarray(0, 4096).toString('latin1');
+  } catch {
+    existing = undefined;
+  }
+  if (existing !== undefined && !existing.includes(SHIM_MARKER)) {
+    result.keptOriginal = `${shimPath}.orig`;
+    await rename(shimPath, result.keptOriginal);
+  }
+  const temporary = `${shimPath}.cbactions-tmp`;
+  await writeFile(temporary, shimScript(nodePath, cliPath), { mode: 0o755 });
+  await chmod(temporary, 0o755);
+  await rename(temporary, shimPath);
+  return result;
+}
+
+export async function runInstallWorkerCommand(runnerRoot: string): Promise<number> {
+  const cliPath = resolve(fileURLToPath(import.meta.url), '../../../../bin/cbactions');
+  const result = await installWorkerShim(runnerRoot, process.execPath, cliPath);
+  process.stdout.write(`installed ${result.shimPath}${result.keptOriginal ? ` (the runner's worker is kept as ${result.keptOriginal})` : ''}\n`);
+  return 0;
 }

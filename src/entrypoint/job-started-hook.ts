@@ -1,0 +1,28 @@
+import { consoleLink } from '../worker/failure.js';
+import { shellQuote } from '../worker/install.js';
+
+/** What a user should know about where the job runs. */
+export interface BuildFacts {
+  buildId: string;
+  buildArn?: string;
+  computeType?: string;
+  environmentType?: string;
+  image?: string;
+}
+
+/**
+ * The runner's job-started hook (ACTIONS_RUNNER_HOOK_JOB_STARTED): its output opens the
+ * job's log in the GitHub UI, so every job says which build ran it and links to it. A
+ * hook the image already configured still runs, after ours.
+ */
+export function jobStartedHookScript(facts: BuildFacts, previousHook?: string): string {
+  const details = [facts.computeType, facts.environmentType, facts.image].filter(Boolean).join(', ');
+  const lines = [
+    '#!/bin/sh',
+    `echo ${shellQuote(`cbactions: this job runs in AWS CodeBuild build ${facts.buildId}${details ? ` (${details})` : ''}`)}`,
+  ];
+  const link = consoleLink(facts.buildArn);
+  if (link) lines.push(`echo ${shellQuote(`cbactions: build details and logs: ${link}`)}`);
+  if (previousHook) lines.push(`exec ${shellQuote(previousHook)} "$@"`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,156 @@
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { encodeFrame } from '../protocol/codec.js';
+import { MessageType } from '../protocol/messages.js';
+import { openPayload } from '../seal/envelope.js';
+import type { JobPayload, KeyService, PayloadBinding, PayloadStore } from '../seal/types.js';
+import { sleep } from '../util/backoff.js';
+import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { jobStartedHookScript, type BuildFacts } from './job-started-hook.js';
+
+export interface EntrypointDependencies {
+  keys: KeyService;
+  store: PayloadStore;
+  /** Resolves this build's binding (with the caller identity check when IAM-bound). */
+  resolveBinding: () => Promise<PayloadBinding>;
+  runnerRoot: string;
+  resultDir: string;
+  logger: Logger;
+  facts: BuildFacts;
+  payloadWaitMs: number;
+  cancelPollMs: number;
+  /** Aborts when CodeBuild (or the local build service) stops the build: relayed as a cancel. */
+  stopSignal: AbortSignal;
+  /** Environment for the real worker (the build's own). */
+  workerEnv: NodeJS.ProcessEnv;
+}
+
+export type EntrypointResult = { kind: 'exit-code'; exitCode: number } | { kind: 'failure'; code: string; message: string };
+
+export const RESULT_FILES = { exitCode: 'exit-code', failure: 'failure', hook: 'job-started.sh' } as const;
+
+/** Writes what the buildspec exports: `exit-code` (the real worker's) or `failure` ("CODE: reason"). */
+export async function writeResult(resultDir: string, result: EntrypointResult): Promise<void> {
+  await mkdir(resultDir, { recursive: true, mode: 0o700 });
+  if (result.kind === 'exit-code') {
+    await writeFile(join(resultDir, RESULT_FILES.exitCode), String(result.exitCode));
+  } else {
+    // Exported variables are visible in the console: a reason, ids, never job content.
+    const line = `${result.code}: ${result.message}`.replace(/\s+/g, ' ').slice(0, 1000);
+    await writeFile(join(resultDir, RESULT_FILES.failure), line);
+  }
+}
+
+async function writeRunnerFiles(runnerRoot: string, payload: JobPayload): Promise<void> {
+  await writeFile(join(runnerRoot, '.runner'), payload.runnerFile, { mode: 0o600 });
+  if (payload.credentialsFile) await writeFile(join(runnerRoot, '.credentials'), payload.credentialsFile, { mode: 0o600 });
+}
+
+/**
+ * Inside the build: open this build's payload (single use), write `.runner`, run the real
+ * `Runner.Worker spawnclient` with a fresh pipe pair as the listener would, relay a
+ * cancel, and return the worker's exit code — or why the job could not run.
+ */
+export async function runEntrypoint(deps: EntrypointDependencies): Promise<EntrypointResult> {
+  const { logger } = deps;
+  let payload: JobPayload;
+  let binding: PayloadBinding;
+  try {
+    binding = await deps.resolveBinding();
+    logger.info({ event: 'entrypoint.payload-wait', buildId: binding.buildId, location: deps.store.describe(binding) }, 'fetching the sealed job');
+    const sealed = await deps.store.take(binding, { waitMs: deps.payloadWaitMs, signal: deps.stopSignal });
+    payload = await openPayload(deps.keys, sealed, binding);
+  } catch (error) {
+    if (deps.stopSignal.aborted) return { kind: 'failure', code: 'JOB_CANCELLED_BEFORE_START', message: 'the build was stopped before the job started' };
+    if (isCbactionsError(error)) return { kind: 'failure', code: error.code, message: error.message };
+    throw error;
+  }
+  if (payload.ids.buildId !== binding.buildId) {
+    return { kind: 'failure', code: 'PAYLOAD_WRONG_BUILD', message: `the payload names build ${payload.ids.buildId}, this is ${binding.buildId}` };
+  }
+  logger.info({ event: 'entrypoint.payload-opened', buildId: binding.buildId, jobId: payload.ids.jobId, bytes: payload.jobMessage.length }, 'job opened');
+  if (await deps.store.isCancelRequested(binding).catch(() => false)) {
+    return { kind: 'failure', code: 'JOB_CANCELLED_BEFORE_START', message: 'the job was cancelled before it started' };
+  }
+
+  await writeRunnerFiles(deps.runnerRoot, payload);
+  const hookPath = join(deps.resultDir, RESULT_FILES.hook);
+  await mkdir(deps.resultDir, { recursive: true, mode: 0o700 });
+  await writeFile(hookPath, jobStartedHookScript(deps.facts, deps.workerEnv.ACTIONS_RUNNER_HOOK_JOB_STARTED));
+  await chmod(hookPath, 0o755);
+
+  const bin = join(deps.runnerRoot, 'bin');
+  const env: NodeJS.ProcessEnv = { ...deps.workerEnv, ACTIONS_RUNNER_HOOK_JOB_STARTED: hookPath };
+  env.GITHUB_ACTIONS ??= 'true';
+  env.CI ??= 'true';
+  // fds 3 and 4 are socket pairs: the worker side of .NET accepts a FIFO or a socket.
+  const child = spawn(join(bin, 'Runner.Worker'), ['spawnclient', '3', '4'], {
+    cwd: bin,
+    env,
+    stdio: ['pipe', 'inherit', 'inherit', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', (error) => reject(new CbactionsError('RUNNER_WORKER_START_FAILED', `cannot start ${join(bin, 'Runner.Worker')}: ${error.message}`, { cause: error })));
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  child.stdin?.end();
+  const toWorker = child.stdio[3] as Duplex;
+  const fromWorker = child.stdio[4] as Duplex;
+  toWorker.on('error', (error) => logger.warn({ event: 'entrypoint.pipe-error', error: error.message }, 'pipe to Runner.Worker failed'));
+  fromWorker.on('error', () => {});
+  fromWorker.resume();
+  logger.info({ event: 'entrypoint.worker-started', pid: child.pid }, 'Runner.Worker started');
+
+  toWorker.write(encodeFrame(MessageType.NewJobRequest, payload.jobMessage));
+  // Drop our reference to the plaintext as soon as it is on the pipe.
+  payload.jobMessage = Buffer.alloc(0);
+
+  let cancelSent = false;
+  const sendCancel = (source: string) => {
+    if (cancelSent || child.exitCode !== null || child.signalCode !== null) return;
+    cancelSent = true;
+    logger.info({ event: 'entrypoint.cancel', source }, 'relaying cancel to Runner.Worker');
+    toWorker.write(encodeFrame(MessageType.CancelRequest));
+  };
+  deps.stopSignal.addEventListener('abort', () => sendCancel('signal'), { once: true });
+  const polling = new AbortController();
+  void (async () => {
+    while (!polling.signal.aborted) {
+      try {
+        await sleep(deps.cancelPollMs, polling.signal);
+        if (await deps.store.isCancelRequested(binding, polling.signal)) {
+          sendCancel('cancel marker');
+          return;
+        }
+      } catch (error) {
+        if (polling.signal.aborted) return;
+        logger.warn({ event: 'entrypoint.cancel-poll-failed', error: describeError(error) }, 'checking for a cancel failed');
+      }
+    }
+  })();
+
+  let outcome: { code: number | null; signal: NodeJS.Signals | null };
+  try {
+    outcome = await exited;
+  } catch (error) {
+    polling.abort();
+    if (isCbactionsError(error)) return { kind: 'failure', code: error.code, message: error.message };
+    throw error;
+  }
+  polling.abort();
+  toWorker.destroy();
+  fromWorker.destroy();
+  await deps.store.clearCancel(binding).catch(() => {});
+  const exitCode = outcome.code ?? 128 + signalNumber(outcome.signal);
+  logger.info({ event: 'entrypoint.worker-exited', exitCode, signal: outcome.signal, cancelSent }, 'Runner.Worker exited');
+  return { kind: 'exit-code', exitCode };
+}
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+
+function signalNumber(signal: NodeJS.Signals | null): number {
+  return (signal && SIGNAL_NUMBERS[signal]) ?? 0;
+}
