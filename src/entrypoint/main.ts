@@ -1,4 +1,92 @@
-// Placeholder until this command lands; it refuses loudly rather than pretending.
+import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client } from '@aws-sdk/client-s3';
+import { STSClient } from '@aws-sdk/client-sts';
+import { createPayloadServices, payloadRefsFromEnvironment, resolveBuildBinding } from '../seal/index.js';
+import type { PayloadBinding } from '../seal/types.js';
+import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
+import { createLogger } from '../util/logger.js';
+import { runEntrypoint, writeResult, type EntrypointResult } from './run-entrypoint.js';
+
+/** Environment the entrypoint reads inside the build. */
+export const EntrypointEnv = {
+  RunnerRoot: 'CBACTIONS_RUNNER_ROOT',
+  ResultDir: 'CBACTIONS_RESULT_DIR',
+  PayloadWait: 'CBACTIONS_PAYLOAD_WAIT_SECONDS',
+  CancelPoll: 'CBACTIONS_CANCEL_POLL_SECONDS',
+  ComputeType: 'CBACTIONS_COMPUTE_TYPE',
+  EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
+} as const;
+
+export const DEFAULT_RUNNER_ROOT = '/actions-runner';
+
+function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback * 1000;
+  if (!/^\d+(\.\d+)?$/.test(value) || Number(value) > max) throw new CbactionsError('CONFIG_INVALID', `${name} must be a number of seconds up to ${max}, got "${value.slice(0, 20)}"`);
+  return Number(value) * 1000;
+}
+
+/**
+ * `cbactions entrypoint`, the buildspec's one command. Exits 0 whenever it recorded a
+ * result for the buildspec to export (the job's exit code, or why the job could not run),
+ * so the build stays SUCCEEDED and the worker reads the result from exported variables.
+ */
 export async function runEntrypointCommand(): Promise<number> {
-  throw new Error('runEntrypointCommand is not built yet');
+  const env = process.env;
+  const logger = createLogger({ name: 'cbactions-entrypoint' });
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    logger.info({ event: 'entrypoint.signal', signal }, 'stop requested');
+    stop.abort(new CbactionsError('BUILD_STOPPING', `received ${signal}`));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  const resultDir = env[EntrypointEnv.ResultDir];
+  if (!resultDir) {
+    process.stderr.write(`cbactions entrypoint: ${EntrypointEnv.ResultDir} is not set; the buildspec sets it\n`);
+    return 2;
+  }
+  let result: EntrypointResult;
+  try {
+    const buildId = env.CODEBUILD_BUILD_ID;
+    if (!buildId) throw new CbactionsError('ENTRYPOINT_NOT_IN_BUILD', 'CODEBUILD_BUILD_ID is not set: `cbactions entrypoint` runs inside a CodeBuild build');
+    const refs = payloadRefsFromEnvironment(env);
+    const region = env.AWS_REGION ? { region: env.AWS_REGION } : {};
+    const services = await createPayloadServices(refs, {
+      ...(refs.key.kind === 'kms' ? { kms: new KMSClient(region) } : {}),
+      ...(refs.store.kind === 's3' ? { s3: new S3Client(region) } : {}),
+    });
+    // IAM-bound payloads (S3 key and KMS context carry aws:userid) need the build's own identity.
+    const iamBound = refs.store.kind === 's3' || refs.key.kind === 'kms';
+    const resolveBinding = async (): Promise<PayloadBinding> => (iamBound ? resolveBuildBinding(new STSClient(region), buildId, stop.signal) : { buildId });
+    result = await runEntrypoint({
+      keys: services.keys,
+      store: services.store,
+      resolveBinding,
+      runnerRoot: env[EntrypointEnv.RunnerRoot] || DEFAULT_RUNNER_ROOT,
+      resultDir,
+      logger,
+      facts: {
+        buildId,
+        ...(env.CODEBUILD_BUILD_ARN ? { buildArn: env.CODEBUILD_BUILD_ARN } : {}),
+        ...(env[EntrypointEnv.ComputeType] ? { computeType: env[EntrypointEnv.ComputeType] } : {}),
+        ...(env[EntrypointEnv.EnvironmentType] ? { environmentType: env[EntrypointEnv.EnvironmentType] } : {}),
+        ...(env.CODEBUILD_BUILD_IMAGE ? { image: env.CODEBUILD_BUILD_IMAGE } : {}),
+      },
+      payloadWaitMs: seconds(env, EntrypointEnv.PayloadWait, 300, 3600),
+      cancelPollMs: seconds(env, EntrypointEnv.CancelPoll, 2, 60),
+      stopSignal: stop.signal,
+      workerEnv: env,
+    });
+  } catch (error) {
+    result = isCbactionsError(error) ? { kind: 'failure', code: error.code, message: error.message } : { kind: 'failure', code: 'ENTRYPOINT_INTERNAL', message: describeError(error) };
+  }
+  if (result.kind === 'failure') logger.error({ event: 'entrypoint.failed', code: result.code, reason: result.message }, 'the job could not run');
+  else logger.info({ event: 'entrypoint.finished', exitCode: result.exitCode }, 'job finished');
+  await writeResult(resultDir, result);
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  setTimeout(() => process.exit(), 2000).unref();
+  return 0;
 }

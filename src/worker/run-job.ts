@@ -21,6 +21,8 @@ export const BuildEnv = {
   PayloadKey: 'CBACTIONS_PAYLOAD_KEY',
   Pool: 'CBACTIONS_POOL',
   JobId: 'CBACTIONS_JOB_ID',
+  ComputeType: 'CBACTIONS_COMPUTE_TYPE',
+  EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
   ExitCode: 'CBACTIONS_EXIT_CODE',
   Failure: 'CBACTIONS_FAILURE',
 } as const;
@@ -139,6 +141,10 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       [BuildEnv.PayloadKey]: settings.payloadReferences.key,
       [BuildEnv.Pool]: settings.poolName,
       [BuildEnv.JobId]: job.jobId,
+      // For the job-started hook's "where does this run" line; a fleet defines its own.
+      ...(settings.build.fleetArn === undefined
+        ? { [BuildEnv.ComputeType]: settings.build.computeType, [BuildEnv.EnvironmentType]: settings.build.environmentType }
+        : {}),
     },
     ...buildOverrides(settings.build),
   };

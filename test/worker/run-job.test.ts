@@ -98,7 +98,7 @@ describe('runJob (worker orchestration against in-memory CodeBuild)', () => {
     const request = builds.calls.find((call) => call.op === 'start')?.arg as { environmentVariables: Record<string, string>; computeType: string; privileged: boolean };
     expect(request.computeType).toBe('BUILD_GENERAL1_LARGE');
     expect(request.privileged).toBe(true);
-    expect(Object.keys(request.environmentVariables).sort()).toEqual(['CBACTIONS_JOB_ID', 'CBACTIONS_PAYLOAD_KEY', 'CBACTIONS_PAYLOAD_STORE', 'CBACTIONS_POOL']);
+    expect(Object.keys(request.environmentVariables).sort()).toEqual(['CBACTIONS_COMPUTE_TYPE', 'CBACTIONS_ENVIRONMENT_TYPE', 'CBACTIONS_JOB_ID', 'CBACTIONS_PAYLOAD_KEY', 'CBACTIONS_PAYLOAD_STORE', 'CBACTIONS_POOL']);
     expect(readdirSync(join(dir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);
   });
 

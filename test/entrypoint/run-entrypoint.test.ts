@@ -1,0 +1,119 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runEntrypoint, writeResult, type EntrypointDependencies } from '../../src/entrypoint/run-entrypoint.js';
+import { sealPayload } from '../../src/seal/envelope.js';
+import { LocalKeyService } from '../../src/seal/local-key-service.js';
+import { LocalPayloadStore } from '../../src/seal/local-payload-store.js';
+import type { PayloadBinding } from '../../src/seal/types.js';
+import { credentialsFileJson, FAKE_WORKER_JS, jobMessage, makeFakeRunnerRoot, runnerFileJson } from '../support/runner-root.js';
+
+const silent = pino({ level: 'silent' });
+
+describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => {
+  let dir: string;
+  let keys: LocalKeyService;
+  let store: LocalPayloadStore;
+  let root: string;
+  const binding: PayloadBinding = { buildId: 'cbactions:6f1d2c9e-0000-4000-8000-000000000001' };
+
+  beforeAll(() => {
+    if (!existsSync(FAKE_WORKER_JS)) throw new Error(`${FAKE_WORKER_JS} is missing: run "npm run build" first (npm test does)`);
+  });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'entrypoint-'));
+    keys = new LocalKeyService(randomBytes(32));
+    store = new LocalPayloadStore({ dir: join(dir, 'payloads'), pollMs: 20 });
+    root = makeFakeRunnerRoot(join(dir, 'runner'));
+  });
+
+  async function deliver(job: string, sealingKeys = keys): Promise<Buffer> {
+    const body = Buffer.from(job, 'utf16le');
+    const sealed = await sealPayload(sealingKeys, { jobMessage: Buffer.from(body), runnerFile: Buffer.from(runnerFileJson()), credentialsFile: Buffer.from(credentialsFileJson()), ids: { buildId: binding.buildId, jobId: 'job-1' } }, binding);
+    await store.put(binding, sealed);
+    return body;
+  }
+
+  function deps(stop = new AbortController()): EntrypointDependencies {
+    return {
+      keys,
+      store,
+      resolveBinding: async () => binding,
+      runnerRoot: root,
+      resultDir: join(dir, 'result'),
+      logger: silent,
+      facts: { buildId: binding.buildId, buildArn: `arn:aws:codebuild:us-east-1:123456789012:build/${binding.buildId}`, computeType: 'BUILD_GENERAL1_SMALL', image: 'img' },
+      payloadWaitMs: 2000,
+      cancelPollMs: 50,
+      stopSignal: stop.signal,
+      workerEnv: { ...process.env, ACTIONS_RUNNER_HOOK_JOB_STARTED: undefined },
+    };
+  }
+
+  function evidence(jobId = 'job-1') {
+    return JSON.parse(readFileSync(join(root, '_diag', `fake-worker-${jobId}.json`), 'utf8')) as Record<string, unknown>;
+  }
+
+  it('runs the real worker as the listener would and returns its exit code', async () => {
+    const body = await deliver(jobMessage({ action: 'fail' }));
+    const result = await runEntrypoint(deps());
+    expect(result).toEqual({ kind: 'exit-code', exitCode: 102 });
+    const seen = evidence();
+    expect(seen.argv).toEqual(['spawnclient', '3', '4']);
+    expect(Object.values(seen.fdKinds as Record<string, string>)).toEqual(['socket', 'socket']);
+    expect(seen.runnerFilePresent).toBe(true);
+    expect(seen.credentialsFilePresent).toBe(true);
+    expect(seen.cwd).toBe(join(root, 'bin'));
+    expect(seen.bodySha256).toBe(createHash('sha256').update(body).digest('hex'));
+    expect(seen.messages).toEqual([1]);
+    expect((seen.env as Record<string, string>).GITHUB_ACTIONS).toBe('true');
+    const hook = (seen.env as Record<string, string>).ACTIONS_RUNNER_HOOK_JOB_STARTED;
+    expect(readFileSync(hook, 'utf8')).toContain(`this job runs in AWS CodeBuild build ${binding.buildId} (BUILD_GENERAL1_SMALL, img)`);
+    expect(readdirSync(join(dir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);
+  });
+
+  it('relays the cancel marker as a CancelRequest', async () => {
+    await deliver(jobMessage({ action: 'wait-for-cancel' }));
+    setTimeout(() => void store.requestCancel(binding), 300);
+    const result = await runEntrypoint(deps());
+    expect(result).toEqual({ kind: 'exit-code', exitCode: 103 });
+    expect(evidence().messages).toEqual([1, 2]);
+    expect(await store.isCancelRequested(binding)).toBe(false);
+  });
+
+  it('relays a stop signal (SIGTERM from CodeBuild) as a CancelRequest', async () => {
+    await deliver(jobMessage({ action: 'wait-for-cancel' }));
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 300);
+    const result = await runEntrypoint(deps(stop));
+    expect(result).toEqual({ kind: 'exit-code', exitCode: 103 });
+  });
+
+  it('records a crashed worker exit code as it is', async () => {
+    await deliver(jobMessage({ action: 'crash', crashCode: 3 }));
+    expect(await runEntrypoint(deps())).toEqual({ kind: 'exit-code', exitCode: 3 });
+  });
+
+  it('fails with the store error when no payload arrives', async () => {
+    const result = await runEntrypoint({ ...deps(), payloadWaitMs: 100 });
+    expect(result).toMatchObject({ kind: 'failure', code: 'PAYLOAD_NOT_FOUND' });
+  });
+
+  it('fails clearly on a payload sealed under another key, and does not start the worker', async () => {
+    await deliver(jobMessage(), new LocalKeyService(randomBytes(32)));
+    const result = await runEntrypoint(deps());
+    expect(result).toMatchObject({ kind: 'failure', code: 'SEAL_WRONG_KEY' });
+    expect(existsSync(join(root, '_diag'))).toBe(false);
+  });
+
+  it('writes results the buildspec exports', async () => {
+    const resultDir = join(dir, 'r');
+    await writeResult(resultDir, { kind: 'exit-code', exitCode: 101 });
+    expect(readFileSync(join(resultDir, 'exit-code'), 'utf8')).toBe('101');
+    await writeResult(resultDir, { kind: 'failure', code: 'X_Y', message: 'multi\nline   reason' });
+    expect(readFileSync(join(resultDir, 'failure'), 'utf8')).toBe('X_Y: multi line reason');
+  });
+});
