@@ -15,6 +15,24 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+const KEY_ARN = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):key\/([A-Za-z0-9-]+)$/;
+const KEY_UUID = /^(mrk-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$|^mrk-[0-9a-f]{32}$/;
+
+/**
+ * Whether two key references name the same KMS key, when that is decidable without a
+ * call (key ARNs and key ids); undefined for aliases, which only KMS can resolve.
+ * Lets "another master key" be SEAL_WRONG_KEY everywhere: KMS itself answers
+ * IncorrectKeyException, and some emulators AccessDenied.
+ */
+export function sameKmsKey(configured: string, sealedWith: string): boolean | undefined {
+  const sealed = KEY_ARN.exec(sealedWith);
+  if (sealed === null) return undefined;
+  const arn = KEY_ARN.exec(configured);
+  if (arn !== null) return configured === sealedWith;
+  if (KEY_UUID.test(configured)) return configured === sealed[3];
+  return undefined;
+}
+
 /**
  * Data keys from AWS KMS, bound to the build by the encryption context. Decrypt always
  * names the configured key: KMS would otherwise decrypt under whichever key the
@@ -48,6 +66,9 @@ export class KmsKeyService implements KeyService {
   }
 
   async decryptDataKey(encrypted: Buffer, keyId: string, context: EncryptionContext, signal?: AbortSignal): Promise<Buffer> {
+    if (sameKmsKey(this.keyId, keyId) === false) {
+      throw new CbactionsError(SealErrorCode.WrongKey, `payload was sealed with KMS key ${keyId}, but this process opens payloads with KMS key ${this.keyId}`);
+    }
     let output;
     try {
       output = await this.#client.send(

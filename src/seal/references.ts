@@ -35,6 +35,8 @@ function bad(variable: string, value: string, expected: string, problem?: string
 }
 
 function parseFileUrl(value: string, variable: string, expected: string): string {
+  // WHATWG URL parsing reads "file:x" as "/x"; only the explicit "file://" form is meant.
+  if (!value.startsWith('file://')) throw bad(variable, value, expected, 'a file URL starts with "file:///"');
   let url: URL;
   try {
     url = new URL(value);
