@@ -36,11 +36,18 @@ export function buildProgram(): Command {
     .description('a CodeBuild-compatible endpoint that runs builds as local processes (development, tests, local mode)')
     .option('--config <file>', 'build-service configuration file (projects, listen address, state directory)')
     .option('--port <port>', 'TCP port on 127.0.0.1 (0 = any free port)')
-    .option('--host <host>', 'listen address', '127.0.0.1')
+    .option('--host <host>', 'listen address (default: 127.0.0.1)')
     .option('--state-dir <dir>', 'where build records and build logs are kept')
-    .option('--buildspec <file>', 'buildspec of the default project')
-    .option('--project <name>', 'name of the default project', 'cbactions')
+    .option('--buildspec <file>', 'buildspec of the default project (with --config: of the project named by --project)')
+    .option('--project <name>', 'name of the default project (default: cbactions)')
     .option('--minute-ms <ms>', 'length of one CodeBuild "minute" for timeouts (shorten only for tests)')
+    .option('--region <region>', 'region in build ARNs and AWS_REGION (default: us-east-1)')
+    .option('--account-id <id>', 'account id in build ARNs (default: 000000000000)')
+    .option('--stop-grace-ms <ms>', 'StopBuild/timeout/shutdown: SIGTERM, then SIGKILL after this (default: 10000)')
+    .option('--concurrent-build-limit <n>', 'builds running at once; more wait in QUEUED')
+    .option('--assume-service-role <true|false>', "give builds their service role's credentials through STS AssumeRole")
+    .option('--faults <json>', 'faults to inject from the start (same JSON as POST /_local/faults)')
+    .option('--log-level <level>', 'log level of the JSON logs on stderr', 'info')
     .action(async (options: Record<string, string | undefined>) => {
       const { runBuildServiceCommand } = await import('../build-service/main.js');
       process.exitCode = await runBuildServiceCommand(options);

@@ -1,0 +1,203 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { formatIssues } from '../config/load.js';
+import type { Logger } from '../util/logger.js';
+import { describeError } from '../util/errors.js';
+import { AwsErrorCode, AwsServiceError } from './aws-error.js';
+import type { CallCounter } from './call-counter.js';
+import { FaultsSchema, type FaultState } from './faults.js';
+import type { LocalCodeBuild } from './local-codebuild.js';
+
+/** AWS JSON 1.1 names the operation in this header: `CodeBuild_20161006.<Operation>`. */
+const TARGET_PREFIX = 'CodeBuild_20161006.';
+const JSON_11 = 'application/x-amz-json-1.1';
+/** 100 overrides of 4 KiB fit many times over; anything bigger is not a CodeBuild request. */
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+export interface BuildServiceHttpDeps {
+  service: LocalCodeBuild;
+  faults: FaultState;
+  calls: CallCounter;
+  logger: Logger;
+}
+
+type Operation = (body: unknown) => unknown;
+
+/**
+ * The HTTP face of the build service: the CodeBuild API at `POST /` (SigV4 accepted,
+ * never verified) and the control API under `/_local/` (plain JSON, not CodeBuild).
+ */
+export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
+  const operations: Record<string, Operation> = {
+    StartBuild: (body) => deps.service.startBuild(body),
+    BatchGetBuilds: (body) => deps.service.batchGetBuilds(body),
+    StopBuild: (body) => deps.service.stopBuild(body),
+    ListBuildsForProject: (body) => deps.service.listBuildsForProject(body),
+  };
+
+  return createServer((request, response) => {
+    void handle(request, response).catch((error: unknown) => {
+      deps.logger.error({ event: 'build-service.request-failed', error: describeError(error) }, 'request failed');
+      if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
+      else response.destroy();
+    });
+  });
+
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (url.pathname.startsWith('/_local/') || url.pathname === '/_local') {
+      await handleControl(request, response, url.pathname);
+      return;
+    }
+    await handleApi(request, response);
+  }
+
+  async function handleApi(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const requestId = randomUUID();
+    const target = String(request.headers['x-amz-target'] ?? '');
+    const operationName = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : target;
+    let text: string;
+    try {
+      text = await readBody(request);
+    } catch (error) {
+      sendAwsError(response, requestId, new AwsServiceError(AwsErrorCode.Serialization, describeError(error), 413));
+      return;
+    }
+    const operation = request.method === 'POST' && target.startsWith(TARGET_PREFIX) ? operations[operationName] : undefined;
+    if (!operation) {
+      deps.calls.record(operationName || '(none)', false);
+      sendAwsError(response, requestId, new AwsServiceError(AwsErrorCode.UnknownOperation, `Operation ${target || '(no X-Amz-Target header)'} is not supported by the local build service`));
+      return;
+    }
+    const throttled = deps.faults.takeThrottle(operationName);
+    deps.calls.record(operationName, throttled);
+    if (throttled) {
+      deps.logger.debug({ event: 'api.throttled', operation: operationName }, 'call throttled');
+      sendAwsError(response, requestId, new AwsServiceError(AwsErrorCode.Throttling, 'Rate exceeded'));
+      return;
+    }
+    let body: unknown;
+    try {
+      body = text.trim() === '' ? {} : (JSON.parse(text) as unknown);
+    } catch {
+      sendAwsError(response, requestId, new AwsServiceError(AwsErrorCode.Serialization, 'the request body is not valid JSON'));
+      return;
+    }
+    try {
+      const result = operation(body);
+      deps.logger.debug({ event: 'api.call', operation: operationName, status: 200 }, 'api call');
+      response.writeHead(200, { 'content-type': JSON_11, 'x-amzn-requestid': requestId });
+      response.end(JSON.stringify(result));
+    } catch (error) {
+      if (error instanceof AwsServiceError) {
+        deps.logger.info({ event: 'api.error', operation: operationName, code: error.code }, 'api call refused');
+        sendAwsError(response, requestId, error);
+        return;
+      }
+      deps.logger.error({ event: 'api.fault', operation: operationName, error: describeError(error) }, 'api call faulted');
+      sendAwsError(response, requestId, new AwsServiceError(AwsErrorCode.InternalFailure, `local build service error: ${describeError(error)}`, 500));
+    }
+  }
+
+  async function handleControl(request: IncomingMessage, response: ServerResponse, path: string): Promise<void> {
+    const method = request.method ?? 'GET';
+    const parts = path.split('/').filter((part) => part !== '').map((part) => decodeURIComponent(part));
+    const [, resource, id, sub] = parts;
+    if (resource === 'builds' && method === 'GET') {
+      if (id === undefined) {
+        sendJson(response, 200, { builds: deps.service.records() });
+        return;
+      }
+      const record = deps.service.record(id);
+      if (!record) {
+        sendJson(response, 404, { error: `no build ${id}` });
+        return;
+      }
+      if (sub === undefined) {
+        sendJson(response, 200, record);
+        return;
+      }
+      if (sub === 'log') {
+        const log = await readFile(record.logFile, 'utf8').catch(() => '');
+        response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+        response.end(log);
+        return;
+      }
+    }
+    if (resource === 'calls' && id === undefined) {
+      if (method === 'GET') {
+        sendJson(response, 200, deps.calls.snapshot());
+        return;
+      }
+      if (method === 'DELETE') {
+        deps.calls.reset();
+        sendJson(response, 200, deps.calls.snapshot());
+        return;
+      }
+    }
+    if (resource === 'faults' && id === undefined) {
+      if (method === 'GET') {
+        sendJson(response, 200, deps.faults.snapshot());
+        return;
+      }
+      if (method === 'DELETE') {
+        deps.faults.clear();
+        deps.logger.info({ event: 'build-service.faults-cleared' }, 'faults cleared');
+        sendJson(response, 200, deps.faults.snapshot());
+        return;
+      }
+      if (method === 'POST' || method === 'PUT') {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(await readBody(request)) as unknown;
+        } catch (error) {
+          sendJson(response, 400, { error: `faults must be a JSON object: ${describeError(error)}` });
+          return;
+        }
+        const parsed = FaultsSchema.safeParse(raw);
+        if (!parsed.success) {
+          sendJson(response, 400, { error: 'invalid faults', issues: formatIssues(parsed.error.issues) });
+          return;
+        }
+        deps.faults.set(parsed.data);
+        deps.logger.info({ event: 'build-service.faults-set', kinds: Object.keys(parsed.data) }, 'faults set');
+        sendJson(response, 200, deps.faults.snapshot());
+        return;
+      }
+    }
+    sendJson(response, 404, { error: `no such control endpoint: ${method} ${path}` });
+  }
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { 'content-type': 'application/json' });
+  response.end(`${JSON.stringify(body)}\n`);
+}
+
+function sendAwsError(response: ServerResponse, requestId: string, error: AwsServiceError): void {
+  response.writeHead(error.httpStatus, {
+    'content-type': JSON_11,
+    'x-amzn-errortype': error.code,
+    'x-amzn-requestid': requestId,
+  });
+  response.end(JSON.stringify({ __type: error.code, message: error.message }));
+}
+
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new Error(`request body over ${MAX_BODY_BYTES} bytes`));
+        request.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    request.on('error', reject);
+  });
+}
