@@ -56,7 +56,7 @@ const Field = {
   Ids: 5,
 } as const;
 
-interface EnvelopeHeader {
+export interface EnvelopeHeader {
   provider: string;
   keyId: string;
   wrappedKey: Buffer;
@@ -237,7 +237,7 @@ function tampered(what: string): CbactionsError {
   return new CbactionsError(SealErrorCode.Tampered, `sealed payload was altered: ${what}; refusing to open it`);
 }
 
-interface ParsedEnvelope {
+export interface ParsedEnvelope {
   header: EnvelopeHeader;
   aad: Buffer;
   ciphertext: Buffer;

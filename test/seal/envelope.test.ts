@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   ENVELOPE_MAGIC,
   SealErrorCode,
   encryptionContextFor,
   openPayload,
+  parseEnvelope,
   sealPayload,
 } from '../../src/seal/envelope.js';
 import { LocalKeyService } from '../../src/seal/local-key-service.js';
@@ -163,6 +164,28 @@ describe('openPayload refuses damaged or foreign envelopes with a precise code',
     createHash('sha256').update(forged.subarray(0, headerEnd)).digest().subarray(0, 16).copy(forged, headerEnd);
     expect(forged.subarray(headerEnd, aadEnd).equals(sealed.subarray(headerEnd, aadEnd))).toBe(false);
     await expectCode(forged, SealErrorCode.Tampered);
+  });
+
+  it('follows the documented format: an independent decrypt needs bytes 0..header digest end as AAD', async () => {
+    const payload = makePayload(BUILD_A);
+    const sealed = await sealPayload(keys, payload, bindingA);
+    const { header, aad, ciphertext, tag } = parseEnvelope(sealed);
+    expect(aad.length).toBe(layout(sealed).aadEnd);
+    expect(header.provider).toBe('local');
+    expect(header.context).toEqual(encryptionContextFor(bindingA));
+    const dataKey = await keys.decryptDataKey(header.wrappedKey, header.keyId, header.context);
+    const decrypt = (withAad: boolean): Buffer => {
+      const decipher = createDecipheriv('aes-256-gcm', dataKey, header.iv);
+      if (withAad) decipher.setAAD(aad);
+      decipher.setAuthTag(tag);
+      return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+    };
+    expect(() => decrypt(false)).toThrow();
+    const plaintext = decrypt(true);
+    // First field: tag 1 (job message), u32 length, then the raw bytes.
+    expect(plaintext[0]).toBe(1);
+    expect(plaintext.readUInt32BE(1)).toBe(payload.jobMessage.length);
+    expect(plaintext.subarray(5, 5 + payload.jobMessage.length).equals(payload.jobMessage)).toBe(true);
   });
 
   it('SEAL_TAMPERED: bytes appended after the tag', async () => {
