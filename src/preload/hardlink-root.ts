@@ -7,7 +7,7 @@
  */
 import { lstat, link as fsLink, mkdir, readdir, readlink, realpath, rm, symlink, chmod } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { CbactionsError } from '../util/errors.js';
 import { HARD_LINK_ROOT_SKIPPED_NAMES } from './contract.js';
 
@@ -50,11 +50,12 @@ export async function buildHardLinkRoot(options: HardLinkRootOptions): Promise<H
   if (!sharedStat.isDirectory()) {
     throw new CbactionsError('PRELOAD_HARDLINK_INVALID', `shared runner root ${sharedRoot} is not a directory`);
   }
-  await mkdir(slotRoot, { recursive: true, mode: sharedStat.mode & 0o7777 });
-  const [realShared, realSlot] = await Promise.all([realpath(sharedRoot), realpath(slotRoot)]);
+  // Checked before anything is created: a rejected slot root must leave no trace.
+  const [realShared, realSlot] = await Promise.all([realpath(sharedRoot), realpathOfFuturePath(slotRoot)]);
   if (isInside(realSlot, realShared) || isInside(realShared, realSlot)) {
     throw new CbactionsError('PRELOAD_HARDLINK_INVALID', `slot root ${slotRoot} and shared root ${sharedRoot} must not contain each other`);
   }
+  await mkdir(slotRoot, { recursive: true, mode: sharedStat.mode & 0o7777 });
   const result: HardLinkRootResult = { files: 0, directories: 0, symlinks: 0, removed: 0 };
   await mirrorDirectory(sharedRoot, slotRoot, true, options.link ?? fsLink, result);
   return result;
@@ -132,6 +133,24 @@ async function mirrorEntry(
     result.symlinks += 1;
   }
   // Sockets and FIFOs are runtime state, not part of an installation: not mirrored.
+}
+
+/** realpath of the deepest existing ancestor, plus the components that do not exist yet. */
+async function realpathOfFuturePath(path: string): Promise<string> {
+  const missing: string[] = [];
+  let current = path;
+  for (;;) {
+    try {
+      return join(await realpath(current), ...missing.reverse());
+    } catch (error) {
+      const parent = dirname(current);
+      if (codeOf(error) !== 'ENOENT' || parent === current) {
+        throw error;
+      }
+      missing.push(basename(current));
+      current = parent;
+    }
+  }
 }
 
 function sameInode(a: Stats, b: Stats): boolean {

@@ -24,7 +24,7 @@ export interface Built {
   fsOpsOld: string;
 }
 
-function requireTool(tool: string): void {
+export function requireTool(tool: string): void {
   const probe = spawnSync(tool, ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
     throw new Error(
