@@ -77,6 +77,16 @@ export function compileLibrary(name: string, source: { file: string } | { code: 
   return out;
 }
 
+/** Compiles an inline C program into the build dir. */
+export function compileProgram(name: string, code: string, flags: string[] = []): string {
+  const { dir } = buildOnce();
+  const file = join(dir, `${name}.c`);
+  writeFileSync(file, code);
+  const out = join(dir, name);
+  run('gcc', ['-O2', '-Wall', '-Werror', ...flags, '-o', out, file], `gcc ${name}`);
+  return out;
+}
+
 /** Imported symbols with versions, as `nm -D --with-symbol-versions` prints them (U lines). */
 export function importedSymbols(binary: string): string[] {
   const result = spawnSync('nm', ['-D', '--with-symbol-versions', '--undefined-only', binary], { encoding: 'utf8' });

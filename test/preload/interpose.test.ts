@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDIRECTED_FILE_NAMES } from '../../src/preload/contract.js';
-import { buildOnce, cleanupAll, exportedSymbols, importedSymbols, makeScratch, under, type Built, type Scratch } from './helpers.js';
+import { buildOnce, cleanupAll, compileProgram, exportedSymbols, importedSymbols, makeScratch, under, type Built, type Scratch } from './helpers.js';
 
 let built: Built;
 beforeAll(() => {
@@ -213,6 +213,41 @@ describe.each([
     expect(op('stat64', join(scratch.root, '.runner'))).toBe('err ENOENT');
     expect(op('write', join(scratch.root, '.runner'), 'x')).toBe('err ENOENT');
     expect(readFileSync(join(scratch.root, '.runner'), 'utf8')).toBe(DECOY);
+  });
+});
+
+describe('a _FORTIFY_SOURCE build', () => {
+  it('is redirected through __open_2 / __openat_2 (flags not known at compile time)', () => {
+    const program = compileProgram(
+      'fortified',
+      `#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    (void)argc;
+    int flags = atoi(argv[2]);
+    int fd = argv[3][0] == 'a' ? openat(AT_FDCWD, argv[1], flags) : open(argv[1], flags);
+    char buf[64];
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (n < 0) { perror("read"); return 1; }
+    buf[n] = 0;
+    printf("%s", buf);
+    return 0;
+}
+`,
+      ['-D_FORTIFY_SOURCE=2'],
+    );
+    const symbols = importedSymbols(program);
+    expect(symbols.some((s) => s.startsWith('__open_2@'))).toBe(true);
+    expect(symbols.some((s) => s.startsWith('__openat_2@'))).toBe(true);
+    const scratch = makeScratch();
+    const slot = scratch.slot('a');
+    writeFileSync(join(scratch.root, '.runner'), DECOY);
+    writeFileSync(join(slot, '.runner'), 'fortified-read');
+    const runner = join(scratch.root, '.runner');
+    expect(under({ root: scratch.root, slot }, program, [runner, '0', 'open']).stdout).toBe('fortified-read');
+    expect(under({ root: scratch.root, slot }, program, [runner, '0', 'at']).stdout).toBe('fortified-read');
   });
 });
 

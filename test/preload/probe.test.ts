@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probePreload } from '../../src/preload/probe.js';
-import { buildOnce, cleanupAll, compileLibrary, makeScratch, type Built } from './helpers.js';
+import { buildOnce, cleanupAll, compileLibrary, importedSymbols, makeScratch, type Built } from './helpers.js';
 
 let built: Built;
 beforeAll(() => {
@@ -16,6 +16,13 @@ beforeAll(() => {
 afterAll(cleanupAll);
 
 describe('probePreload', () => {
+  it('runs a probe program that calls both stat families (nm -D)', () => {
+    const symbols = importedSymbols(built.probePath);
+    for (const prefix of ['__xstat64@GLIBC_', '__lxstat64@GLIBC_', '__fxstatat64@GLIBC_', 'stat64@GLIBC_2.33', 'lstat64@GLIBC_2.33', 'fstatat64@GLIBC_2.33', 'statx@GLIBC_', 'open64@GLIBC_', 'openat@GLIBC_', 'fopen@GLIBC_', 'unlink@GLIBC_', 'access@GLIBC_']) {
+      expect(symbols.some((s) => s.startsWith(prefix)), prefix).toBe(true);
+    }
+  });
+
   it('succeeds with the real preload.so and removes its scratch files', async () => {
     const scratch = makeScratch();
     const workDir = join(scratch.base, 'work');
