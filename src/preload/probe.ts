@@ -129,9 +129,13 @@ async function probeRealRoot(options: ProbePreloadOptions, probePath: string, ru
   await runProbeStep(options, 'present (runner root)', probePath, ['present', runnerRoot, '.runner', marker], env, runnerRoot);
 }
 
+// A fixed system PATH (the shell step needs cat and rm): nothing from the mux's own
+// environment leaks into, or changes, the probe.
+const PROBE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 function childEnv(preloadPath: string, root: string, slot: string): NodeJS.ProcessEnv {
   return {
-    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    PATH: PROBE_PATH,
     LC_ALL: 'C',
     ...preloadEnvironment({ preloadPath, runnerRoot: root, slotDir: slot }),
   };
