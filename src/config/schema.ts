@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DeploySchema, deployProblems } from './deploy-schema.js';
 
 /**
  * The one configuration schema. The runtime (mux, worker, local mode) and the CDK app
@@ -154,8 +155,13 @@ export const ConfigSchema = z
     payloads: PayloadsSchema,
     pools: z.array(PoolSchema).min(1),
     mux: MuxSchema.default(() => MuxSchema.parse({})),
+    /** Infra-only settings for `cbactions deploy` (src/config/deploy-schema.ts); the runtime ignores them. */
+    deploy: DeploySchema.optional(),
   })
   .superRefine((config, ctx) => {
+    if (config.deploy !== undefined) {
+      for (const problem of deployProblems(config.deploy, config)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+    }
     const seen = new Map<string, number>();
     config.pools.forEach((pool, index) => {
       const previous = seen.get(pool.name);
