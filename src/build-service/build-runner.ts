@@ -168,8 +168,6 @@ class BuildRun {
     let outcome: PhaseOutcome;
     if (fault && fault.phase === type) {
       // An injected failure: the phase fails as told, its commands never run.
-      this.state.plannedFailure = undefined;
-      this.state.changed();
       outcome = { status: fault.status, context: { statusCode: fault.statusCode, message: fault.message } };
     } else {
       outcome = await body();

@@ -17,12 +17,17 @@ const ProjectSchema = z.strictObject({
   buildspec: z.string().min(1).default('buildspec.yml'),
   environmentVariables: z
     .record(
-      z.string().min(1).refine((name) => !name.startsWith(RESERVED_VARIABLE_PREFIX), `names starting with ${RESERVED_VARIABLE_PREFIX} are reserved`),
+      z.string().min(1),
       z
         .union([z.string(), z.number(), z.boolean()])
         .transform(String)
         .refine((value) => [...value].length <= MAX_ENVIRONMENT_VALUE_LENGTH, `a value can have at most ${MAX_ENVIRONMENT_VALUE_LENGTH} characters`),
     )
+    .superRefine((variables, ctx) => {
+      for (const name of Object.keys(variables)) {
+        if (name.startsWith(RESERVED_VARIABLE_PREFIX)) ctx.addIssue({ code: 'custom', path: [name], message: `names starting with ${RESERVED_VARIABLE_PREFIX} are reserved` });
+      }
+    })
     .default({}),
   image: z.string().min(1).default(DEFAULT_IMAGE),
   computeType: z.enum(COMPUTE_TYPE_VALUES).default('BUILD_GENERAL1_SMALL'),

@@ -15,7 +15,8 @@ import type { Readable } from 'node:stream';
  * variables, cwd), runs the command, and on EXIT dumps the session back (NUL-separated,
  * so any value survives). A command can therefore `exit`, `set -e` or read stdin without
  * breaking the session, which a single long-lived shell reading commands could not offer.
- * Not carried over: shell functions, aliases, arrays (first element only), traps, options.
+ * Not carried over: shell functions, aliases, arrays (first element only), traps, options;
+ * variables whose names are not shell identifiers (dash drops them from the environment).
  */
 
 export interface ShellSessionOptions {
