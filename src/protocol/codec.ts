@@ -1,5 +1,6 @@
 import { CbactionsError } from '../util/errors.js';
-import { isKnownMessageType, MessageType, type Frame } from './messages.js';
+import type { MessageType} from './messages.js';
+import { isKnownMessageType, type Frame } from './messages.js';
 
 /** actions/runner StreamString.cs refuses bodies above this many bytes. */
 export const MAX_BODY_BYTES = 50_000_000;

@@ -15,6 +15,8 @@ import { CodeBuildBuildService } from './build-service.js';
 import { PollingBuildWaiter } from './build-waiter.js';
 import { formatFailure, FailureCode } from './failure.js';
 import { runJob } from './run-job.js';
+import { WATCHER_SOCKET_VARIABLE } from './watcher/protocol.js';
+import { WatcherClient } from './watcher/watcher-client.js';
 import { readRunnerFiles } from './runner-files.js';
 
 /** Environment variables the worker reads (all set by the mux for its listeners). */
@@ -26,6 +28,8 @@ export const WorkerEnv = {
   Log: 'CBACTIONS_WORKER_LOG',
   CancelGrace: 'CBACTIONS_CANCEL_GRACE_SECONDS',
   RunnerVersion: 'CBACTIONS_RUNNER_VERSION',
+  Slot: 'CBACTIONS_SLOT',
+  WatcherSocket: WATCHER_SOCKET_VARIABLE,
 } as const;
 
 /**
@@ -74,6 +78,7 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
   let logger: Logger | undefined;
   let input: Socket | undefined;
   let codebuild: CodeBuildClient | undefined;
+  let watcher: WatcherClient | undefined;
   const shutdown = new AbortController();
   const onSignal = () => shutdown.abort(new CbactionsError('WORKER_SIGNALLED', 'the worker was told to stop'));
   process.on('SIGTERM', onSignal);
@@ -107,10 +112,17 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
     });
     const builds = new CodeBuildBuildService(codebuild);
     const references = payloadEnvironment(refs);
+    // The host's shared watcher when the mux runs one; polling on our own otherwise.
+    const polling = new PollingBuildWaiter(builds, log);
+    const socketPath = env[WorkerEnv.WatcherSocket];
+    watcher = socketPath
+      ? await WatcherClient.connect(socketPath, { pid: process.pid, pool: pool.name, ...(env[WorkerEnv.Slot] ? { slot: env[WorkerEnv.Slot] } : {}) }, polling, log)
+      : undefined;
     const outcome = await runJob({
       frames,
       builds,
-      waiter: new PollingBuildWaiter(builds, log),
+      waiter: watcher ?? polling,
+      ...(watcher ? { tracker: watcher } : {}),
       keys: services.keys,
       store: services.store,
       runnerFiles: () => readRunnerFiles(env[WorkerEnv.SlotDir] || runnerRoot),
@@ -132,6 +144,7 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
     } else {
       log.info({ event: 'worker.finished', exitCode: outcome.exitCode, buildId: outcome.buildId }, 'job finished');
     }
+    await watcher?.finish(outcome.exitCode, outcome.failure?.code).catch(() => {});
     return outcome.exitCode;
   } catch (error) {
     const code = isCbactionsError(error) ? error.code : FailureCode.Internal;

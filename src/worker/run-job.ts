@@ -42,7 +42,7 @@ export interface JobSettings {
 
 /** Lets the host-wide watcher know which builds this worker owns (so orphans get stopped). */
 export interface BuildTracker {
-  track(buildId: string): Promise<void> | void;
+  track(buildId: string, job: { jobId: string }): Promise<void> | void;
 }
 
 export interface JobDependencies {
@@ -158,7 +158,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   }
   const buildId = started.id;
   logger.info({ event: 'worker.build-started', jobId: job.jobId, buildId }, 'build started');
-  await deps.tracker?.track(buildId);
+  await deps.tracker?.track(buildId, { jobId: job.jobId });
 
   const binding: PayloadBinding = { buildId };
   const roleId = settings.build.serviceRole?.roleId;

@@ -1,0 +1,93 @@
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BuildWatcher } from '../../../src/worker/watcher/build-watcher.js';
+import { awsError, InMemoryBuilds } from '../../support/in-memory-builds.js';
+
+const silent = pino({ level: 'silent' });
+
+async function startBuilds(builds: InMemoryBuilds, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) ids.push((await builds.startBuild({ projectName: 'p', idempotencyToken: `t${i}`, environmentVariables: {} })).id);
+  builds.calls.length = 0;
+  return ids;
+}
+
+describe('BuildWatcher', () => {
+  let watcher: BuildWatcher | undefined;
+  afterEach(async () => {
+    await watcher?.close();
+    watcher = undefined;
+  });
+
+  it('asks about up to 100 builds per BatchGetBuilds call and resolves each waiter', async () => {
+    const builds = new InMemoryBuilds();
+    const ids = await startBuilds(builds, 250);
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 10, maxCallsPerSecond: 1000 });
+    watcher.start();
+    const waits = ids.map((id) => watcher!.waitForCompletion(id));
+    for (const id of ids) builds.finish(id, { exported: { CBACTIONS_EXIT_CODE: '100' } });
+    const results = await Promise.all(waits);
+    expect(results.map((result) => result.exported.CBACTIONS_EXIT_CODE)).toEqual(ids.map(() => '100'));
+    const sizes = builds.calls.filter((call) => call.op === 'get').map((call) => (call.arg as string[]).length);
+    expect(Math.max(...sizes)).toBe(100);
+    expect(sizes.slice(0, 3).sort((a, b) => a - b)).toEqual([50, 100, 100]);
+    expect(watcher.getStats().watching).toBe(0);
+  });
+
+  it('stretches sweeps to stay within its call budget when one call is not enough', async () => {
+    const builds = new InMemoryBuilds();
+    const ids = await startBuilds(builds, 300);
+    // 3 calls per sweep at 30 calls/s → one sweep per 100 ms at least.
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 10, maxCallsPerSecond: 30 });
+    watcher.start();
+    for (const id of ids) void watcher.waitForCompletion(id).catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const calls = builds.count('get');
+    // A 10 ms interval would have made ~300 calls; the budget allows about 30 (+ the first sweep).
+    expect(calls).toBeGreaterThanOrEqual(6);
+    expect(calls).toBeLessThanOrEqual(36);
+  });
+
+  it('backs off while throttled and still finds the result', async () => {
+    const builds = new InMemoryBuilds();
+    const [id] = await startBuilds(builds, 1);
+    for (let i = 0; i < 4; i++) builds.failures.push({ op: 'get', error: awsError('ThrottlingException', 'Rate exceeded') });
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 5, maxCallsPerSecond: 200, throttleMaxMs: 50, random: () => 1 });
+    watcher.start();
+    const wait = watcher.waitForCompletion(String(id));
+    builds.finish(String(id));
+    await expect(wait).resolves.toMatchObject({ status: 'SUCCEEDED' });
+    expect(watcher.getStats().throttled).toBe(4);
+  });
+
+  it('gives up on a build CodeBuild no longer knows', async () => {
+    const builds = new InMemoryBuilds();
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 5, maxCallsPerSecond: 200, notFoundLimit: 3 });
+    watcher.start();
+    await expect(watcher.waitForCompletion('p:00000000-0000-4000-8000-00000000dead')).rejects.toMatchObject({ code: 'BUILD_NOT_FOUND' });
+    expect(builds.count('get')).toBe(3);
+  });
+
+  it('reports each phase change once to subscribers', async () => {
+    const builds = new InMemoryBuilds();
+    const [id] = await startBuilds(builds, 1);
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 5, maxCallsPerSecond: 200 });
+    watcher.start();
+    const phases: string[] = [];
+    const done = watcher.waitForCompletion(String(id), { onUpdate: (snapshot) => phases.push(String(snapshot.currentPhase)) });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    builds.update(String(id), { currentPhase: 'BUILD' });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    builds.finish(String(id));
+    await done;
+    expect(phases).toEqual(['QUEUED', 'BUILD', 'COMPLETED']);
+  });
+
+  it('makes no calls while it has nothing to watch', async () => {
+    const builds = new InMemoryBuilds();
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 5 });
+    watcher.start();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(builds.count('get')).toBe(0);
+  });
+});
