@@ -1,6 +1,6 @@
 import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +70,8 @@ export interface BuildServiceProcess {
   log(id: string): Promise<string>;
   /** The service's stderr so far (pino JSON lines). */
   stderr(): string;
+  /** The service's stdout so far: exactly the listening line. */
+  stdout(): string;
   /** SIGTERM (default) and wait; SIGKILL after `timeoutMs` (default 20 s). Safe to call twice. */
   stop(options?: { signal?: NodeJS.Signals; timeoutMs?: number }): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -77,6 +79,22 @@ export interface BuildServiceProcess {
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CBACTIONS_BIN = join(REPO_ROOT, 'bin', 'cbactions');
 const TEST_CREDENTIALS = { accessKeyId: 'AKIDLOCALBUILDSERVICE', secretAccessKey: 'local-build-service-secret' };
+
+/** The process tests run dist/: refuse a missing or stale build rather than test old code. */
+function assertBuilt(): void {
+  const compiled = join(REPO_ROOT, 'dist', 'src', 'build-service');
+  if (!existsSync(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js')) || !existsSync(compiled)) {
+    throw new Error('dist/ is missing: run "npm run build" before the process tests (npm test does)');
+  }
+  const sources = join(REPO_ROOT, 'src', 'build-service');
+  for (const file of readdirSync(sources)) {
+    if (!file.endsWith('.ts')) continue;
+    const output = join(compiled, file.replace(/\.ts$/, '.js'));
+    if (!existsSync(output) || statSync(output).mtimeMs < statSync(join(sources, file)).mtimeMs) {
+      throw new Error(`dist/ is older than src/build-service/${file}: run "npm run build" before the process tests (npm test does)`);
+    }
+  }
+}
 
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
@@ -97,9 +115,7 @@ function installExitHook(): void {
 }
 
 export async function startBuildService(options: StartBuildServiceOptions = {}): Promise<BuildServiceProcess> {
-  if (!existsSync(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'))) {
-    throw new Error('dist/ is missing: run "npm run build" before the process tests (npm test does)');
-  }
+  assertBuilt();
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'cbactions-bs-state-'));
   const args = ['build-service', '--port', '0', '--state-dir', stateDir];
   if (options.config !== undefined) {
@@ -239,6 +255,7 @@ export async function startBuildService(options: StartBuildServiceOptions = {}):
     },
     log: async (id) => (await request('GET', `/_local/builds/${encodeURIComponent(id)}/log`)).text(),
     stderr: () => stderr,
+    stdout: () => stdout,
     stop(stopOptions = {}) {
       stopping ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) child.kill(stopOptions.signal ?? 'SIGTERM');

@@ -1,0 +1,132 @@
+import { BatchGetBuildsCommand, StartBuildCommand } from '@aws-sdk/client-codebuild';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBuildService, type BuildServiceProcess } from '../support/build-service.js';
+import { processAlive, waitUntil } from './harness.js';
+
+// The BUILT binary, as an operator runs it: `cbactions build-service`.
+
+const BUILDSPEC = `version: 0.2
+env:
+  exported-variables: [GREETING, CBACTIONS_EXIT_CODE]
+phases:
+  build:
+    commands:
+      - export GREETING="hello $WHO from $PROJECT_VAR"
+      - export CBACTIONS_EXIT_CODE=100
+`;
+
+const LONG = `version: 0.2
+phases:
+  build:
+    commands:
+      - sleep 300 & echo $! > "$CODEBUILD_SRC_DIR/bg.pid"; touch "$CODEBUILD_SRC_DIR/ready"; wait
+`;
+
+describe('cbactions build-service (process)', () => {
+  let service: BuildServiceProcess;
+  let configDir: string;
+
+  beforeAll(async () => {
+    configDir = mkdtempSync(join(tmpdir(), 'cbactions-bs-process-'));
+    writeFileSync(join(configDir, 'ok.yml'), BUILDSPEC);
+    writeFileSync(join(configDir, 'long.yml'), LONG);
+    service = await startBuildService({
+      configDir,
+      config: {
+        region: 'eu-west-1',
+        accountId: '123456789012',
+        stopGraceMs: 500,
+        projects: [
+          { name: 'ok', buildspec: 'ok.yml', environmentVariables: { PROJECT_VAR: 'the-project' } },
+          { name: 'long', buildspec: 'long.yml' },
+        ],
+      },
+      faults: { throttle: { count: 1, operations: ['StartBuild'] } },
+    });
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+  });
+
+  it('prints one listening line and serves the CodeBuild API and the control API', async () => {
+    expect(service.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const client = service.client();
+    // Armed by --faults: the first StartBuild is throttled.
+    await expect(client.send(new StartBuildCommand({ projectName: 'ok' }))).rejects.toMatchObject({ name: 'ThrottlingException', message: 'Rate exceeded' });
+
+    const secret = 'world-VALUE-NOT-FOR-LOGS';
+    const { build } = await client.send(new StartBuildCommand({ projectName: 'ok', environmentVariablesOverride: [{ name: 'WHO', value: secret, type: 'PLAINTEXT' }] }));
+    const id = build?.id as string;
+    expect(build?.arn).toBe(`arn:aws:codebuild:eu-west-1:123456789012:build/${id}`);
+    const record = await service.waitForBuild(id);
+    expect(record.buildStatus).toBe('SUCCEEDED');
+    expect(record.request).toEqual({ projectName: 'ok', environmentVariablesOverride: [{ name: 'WHO', value: secret, type: 'PLAINTEXT' }] });
+    expect(record.exportedEnvironmentVariables).toEqual([
+      { name: 'GREETING', value: `hello ${secret} from the-project` },
+      { name: 'CBACTIONS_EXIT_CODE', value: '100' },
+    ]);
+
+    const { builds } = await client.send(new BatchGetBuildsCommand({ ids: [id] }));
+    expect(builds?.[0]?.exportedEnvironmentVariables).toEqual(record.exportedEnvironmentVariables);
+    expect(await service.log(id)).toContain('Running command export CBACTIONS_EXIT_CODE=100');
+    expect((await service.builds()).map((entry) => entry.id)).toContain(id);
+    expect(await service.calls()).toMatchObject({ operations: { StartBuild: { calls: 2, throttled: 1 }, BatchGetBuilds: { calls: 1, throttled: 0 } } });
+
+    const onDisk = JSON.parse(readFileSync(join(service.stateDir, 'builds', id.split(':')[1] as string, 'record.json'), 'utf8')) as { id: string };
+    expect(onDisk.id).toBe(id);
+    // The service's own logs carry names and ids, never values.
+    expect(service.stderr()).toContain(id);
+    expect(service.stderr()).toContain('WHO');
+    expect(service.stderr()).not.toContain(secret);
+  });
+
+  it('sets and clears faults through the control API', async () => {
+    await service.setFaults({ buildFailures: [{ phase: 'PROVISIONING', statusCode: 'CLIENT_ERROR', message: "Unable to pull customer's container image" }] });
+    expect((await service.faults()).buildFailures).toHaveLength(1);
+    const { build } = await service.client().send(new StartBuildCommand({ projectName: 'ok' }));
+    const record = await service.waitForBuild(build?.id as string);
+    expect(record.buildStatus).toBe('FAILED');
+    expect(record.phases.find((phase) => phase.phaseType === 'PROVISIONING')?.contexts).toEqual([{ statusCode: 'CLIENT_ERROR', message: "Unable to pull customer's container image" }]);
+    await service.setFaults({ accountLimit: {} });
+    await service.clearFaults();
+    expect(await service.faults()).toEqual({ buildFailures: [] });
+    const again = await service.client().send(new StartBuildCommand({ projectName: 'ok' }));
+    expect((await service.waitForBuild(again.build?.id as string)).buildStatus).toBe('SUCCEEDED');
+  });
+});
+
+describe('cbactions build-service shutdown and configuration errors (process)', () => {
+  it('on SIGTERM stops running builds, leaves no process behind and exits 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-bs-sigterm-'));
+    writeFileSync(join(dir, 'buildspec.yml'), LONG);
+    const service = await startBuildService({ buildspec: join(dir, 'buildspec.yml'), stopGraceMs: 500 });
+    try {
+      const { build } = await service.client().send(new StartBuildCommand({ projectName: 'cbactions' }));
+      const id = build?.id as string;
+      const src = join(service.stateDir, 'builds', id.split(':')[1] as string, 'src');
+      await waitUntil(() => existsSync(join(src, 'ready')), 15_000, 'the build to start its commands');
+      const bg = Number(readFileSync(join(src, 'bg.pid'), 'utf8'));
+      expect(processAlive(bg)).toBe(true);
+      const exit = await service.stop();
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(processAlive(bg)).toBe(false);
+      const record = JSON.parse(readFileSync(join(service.stateDir, 'builds', id.split(':')[1] as string, 'record.json'), 'utf8')) as { buildStatus: string; buildComplete: boolean };
+      expect(record).toMatchObject({ buildStatus: 'STOPPED', buildComplete: true });
+      expect(service.stderr()).toContain('"event":"build-service.stopped"');
+      expect(service.stdout()).toBe(`{"event":"build-service.listening","endpoint":"${service.endpoint}"}\n`);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('exits 2 naming every invalid field', async () => {
+    const attempt = startBuildService({ config: { region: 'mars', projects: [{ name: 'ok', timeoutInMinutes: 1 }] } });
+    await expect(attempt).rejects.toThrow(/exited \(2\) before listening/);
+    await expect(attempt).rejects.toThrow(/region: expected an AWS region/);
+    await expect(attempt).rejects.toThrow(/projects\[0\]\.timeoutInMinutes: /);
+  });
+});
