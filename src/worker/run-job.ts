@@ -116,6 +116,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   // Listen for the one follow-up message while everything else happens.
   let followUp: FollowUp | undefined;
   let onFollowUp: ((kind: FollowUp) => void) | undefined;
+  let jobOver = false;
   const deliver = (kind: FollowUp) => {
     if (followUp !== undefined) return;
     followUp = kind;
@@ -126,6 +127,8 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       const next = await deps.frames.next();
       deliver(next.done ? 'listener-gone' : followUpOf(next.value));
     } catch (error) {
+      // Closing the pipe ourselves at the end is not the listener going away.
+      if (jobOver) return;
       logger.warn({ event: 'worker.pipe-error', error: describeError(error) }, 'reading the listener pipe failed');
       deliver('listener-gone');
     }
@@ -153,6 +156,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   try {
     started = await startBuildWithRetries(deps.builds, request, { logger });
   } catch (error) {
+    jobOver = true;
     if (error instanceof StartBuildError) return { exitCode: ExitCode.InfrastructureFailure, failure: error.failure };
     throw error;
   }
@@ -237,6 +241,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       },
     });
   } finally {
+    jobOver = true;
     clearTimeout(graceTimer);
     onFollowUp = undefined;
     await Promise.allSettled([deps.store.delete(binding), deps.store.clearCancel(binding)]);

@@ -1,0 +1,132 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { filesUnder, fileContains, leakForms, processesWithEnvironment, startJobPathRig, type JobPathRig } from '../support/job-path.js';
+import { jobMessage } from '../support/runner-root.js';
+
+/**
+ * The spine, as processes: fake Runner.Listener → `cbactions worker` (the built binary,
+ * through the installed shim) → local build service (the AWS SDK's CodeBuild path) → the
+ * repository's buildspec → `cbactions entrypoint` → fake Runner.Worker → exit code back.
+ */
+describe('core job path, end to end on one machine', () => {
+  let rig: JobPathRig;
+
+  beforeAll(async () => {
+    rig = await startJobPathRig();
+  });
+  afterAll(async () => {
+    await rig?.stop();
+  });
+
+  function evidence(jobId: string): Record<string, unknown> {
+    return JSON.parse(readFileSync(join(rig.buildRunnerRoot, '_diag', `fake-worker-${jobId}.json`), 'utf8')) as Record<string, unknown>;
+  }
+
+  async function buildOfJob(jobId: string) {
+    const builds = await rig.service.builds();
+    const build = builds.find((record) => JSON.stringify(record.request).includes(`"value":"${jobId}"`));
+    if (!build) throw new Error(`no build for job ${jobId}`);
+    return build;
+  }
+
+  it('returns 100 for a job that succeeds, and nothing is left on stderr', async () => {
+    const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-ok', action: 'succeed' }) });
+    expect(result).toMatchObject({ exitCode: 100, result: 'Succeeded', crashReport: null, killedByListener: null });
+    expect(result.keptOutput).toEqual([]);
+    const build = await buildOfJob('job-ok');
+    expect(build.buildStatus).toBe('SUCCEEDED');
+    expect(build.exportedEnvironmentVariables).toContainEqual({ name: 'CBACTIONS_EXIT_CODE', value: '100' });
+    expect(evidence('job-ok')).toMatchObject({ argv: ['spawnclient', '3', '4'], runnerFilePresent: true, messages: [1] });
+  });
+
+  it('returns 102 for a job that fails', async () => {
+    const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-fail', action: 'fail' }) });
+    expect(result).toMatchObject({ exitCode: 102, result: 'Failed', crashReport: null });
+  });
+
+  it('relays a cancel into the build and returns 103; the build ends and no process of it is left', async () => {
+    let buildId: string | undefined;
+    const result = await rig.runJob({
+      jobBody: jobMessage({ jobId: 'job-cancel', action: 'wait-for-cancel' }),
+      followUp: {
+        type: 2,
+        afterMs: 200,
+        // Cancel once the job really runs in its build (the fake worker has said so in the build log).
+        when: async () => {
+          const build = await buildOfJob('job-cancel').catch(() => undefined);
+          if (!build || build.currentPhase !== 'BUILD') return false;
+          buildId = build.id;
+          return (await rig.service.log(build.id)).includes('running job job-cancel');
+        },
+      },
+    });
+    expect(result).toMatchObject({ exitCode: 103, followUpSent: true, killedByListener: null });
+    expect(evidence('job-cancel').messages).toEqual([1, 2]);
+    const build = await rig.service.waitForBuild(String(buildId));
+    expect(build.buildStatus).toBe('SUCCEEDED');
+    expect(processesWithEnvironment(`CODEBUILD_BUILD_ID=${buildId}`)).toEqual([]);
+  });
+
+  it('delivers a 5 MB job with non-ASCII and astral-plane characters byte for byte', async () => {
+    const unit = 'ü€ 𝄞😀 漢字 ';
+    const padding = unit.repeat(Math.ceil((5 * 1024 * 1024) / Buffer.byteLength(unit, 'utf16le')));
+    const job = jobMessage({ jobId: 'job-big', padding });
+    const body = Buffer.from(job, 'utf16le');
+    expect(body.length).toBeGreaterThan(5 * 1024 * 1024);
+    const result = await rig.runJob({ jobBody: job });
+    expect(result.exitCode).toBe(100);
+    const seen = evidence('job-big');
+    expect(seen.bodyBytes).toBe(body.length);
+    expect(seen.bodySha256).toBe(createHash('sha256').update(body).digest('hex'));
+  });
+
+  it('keeps a secret from the job out of logs, overrides, records and files, and the payload is gone', async () => {
+    const secret = `cbx-marker-${randomBytes(12).toString('hex')}`;
+    const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-secret', action: 'succeed', secret }) });
+    expect(result.exitCode).toBe(100);
+    const forms = leakForms(secret);
+    const build = await buildOfJob('job-secret');
+    const overrides = JSON.stringify((build.request as { environmentVariablesOverride?: unknown }).environmentVariablesOverride ?? []);
+    expect(overrides).not.toContain(secret);
+    expect(JSON.stringify(await rig.service.builds())).not.toContain(secret);
+    expect(await rig.service.log(build.id)).not.toContain(secret);
+    expect(rig.service.stderr()).not.toContain(secret);
+    expect(result.keptOutput.join('\n')).not.toContain(secret);
+    expect(existsSync(rig.workerLog)).toBe(true);
+    const leaking = filesUnder(rig.base).filter((path) => fileContains(path, forms));
+    expect(leaking).toEqual([]);
+    expect(readdirSync(rig.payloadDir).filter((name) => name.endsWith('.sealed'))).toEqual([]);
+  });
+
+  it('retries throttled CodeBuild calls and the job still succeeds', async () => {
+    await rig.service.resetCalls();
+    await rig.service.setFaults({ throttle: { count: 3 } });
+    const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-throttled' }) });
+    expect(result.exitCode).toBe(100);
+    const calls = (await rig.service.calls()) as unknown as { throttled?: Record<string, number> } & Record<string, unknown>;
+    expect(JSON.stringify(calls)).toMatch(/throttled/i);
+    expect((await rig.service.faults()).throttle?.remaining ?? 0).toBe(0);
+  });
+
+  it('fails with one clear line when CodeBuild refuses the build for quota', async () => {
+    await rig.service.setFaults({ accountLimit: { count: 1, limit: 1 } });
+    const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-quota' }) });
+    expect(result.exitCode).toBe(1);
+    expect(result.crashReport).toHaveLength(1);
+    expect(result.crashReport?.[0]).toMatch(/^cbactions: CodeBuild refused to start a build: the account's build quota is reached \(AccountLimitExceededException: Cannot have more than 1 active builds for the account\).*\(CODEBUILD_QUOTA\)$/);
+  });
+
+  it('fails with one clear line naming the phase when the build fails in INSTALL', async () => {
+    await rig.service.setFaults({ buildFailures: [{ phase: 'INSTALL', statusCode: 'COMMAND_EXECUTION_ERROR', message: 'Error while executing command: yum install -y foo. Reason: exit status 1' }] });
+    const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-install' }) });
+    expect(result.exitCode).toBe(1);
+    expect(result.crashReport).toHaveLength(1);
+    const line = String(result.crashReport?.[0]);
+    expect(line).toContain('INSTALL');
+    expect(line).toContain('yum install -y foo');
+    expect(line).toMatch(/\[build cbactions:[0-9a-f-]+ https:\/\/us-east-1\.console\.aws\.amazon\.com\/codesuite\/codebuild\/000000000000\/projects\/cbactions\/build\/cbactions%3A/);
+    expect(readdirSync(rig.payloadDir).filter((name) => name.endsWith('.sealed'))).toEqual([]);
+  });
+});

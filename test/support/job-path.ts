@@ -1,0 +1,131 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLocalKeyFile } from '../../src/seal/local-key-service.js';
+import { runFakeJob, type FakeJobOptions, type FakeJobResult } from '../fixtures/fake-listener.js';
+import { startBuildService, type BuildServiceProcess, type StartBuildServiceOptions } from './build-service.js';
+import { CBACTIONS_BIN, makeFakeRunnerRoot, makeListenerRoot, PROJECT_ROOT } from './runner-root.js';
+
+/**
+ * Everything of the core job path on one machine: a listener-side runner root with the
+ * cbactions shim, a cbactions config (local key, local payload directory), the local build
+ * service running the repository's buildspec, and a build-side runner root whose
+ * Runner.Worker is the fake.
+ */
+export interface JobPathRig {
+  base: string;
+  listenerRoot: string;
+  buildRunnerRoot: string;
+  payloadDir: string;
+  configPath: string;
+  workerLog: string;
+  service: BuildServiceProcess;
+  runJob(options: Omit<FakeJobOptions, 'binDir'> & { extraEnv?: Record<string, string> }): Promise<FakeJobResult>;
+  stop(): Promise<void>;
+}
+
+export async function startJobPathRig(options: { service?: StartBuildServiceOptions; pool?: Record<string, unknown> } = {}): Promise<JobPathRig> {
+  const base = mkdtempSync(join(tmpdir(), 'cbactions-e2e-'));
+  const listenerRoot = makeListenerRoot(join(base, 'listener-root'));
+  execFileSync(CBACTIONS_BIN, ['install-worker', listenerRoot]);
+  const buildRunnerRoot = makeFakeRunnerRoot(join(base, 'build-runner-root'));
+  const payloadDir = join(base, 'payloads');
+  mkdirSync(payloadDir, { mode: 0o700 });
+  const keyFile = join(base, 'payload.key');
+  await createLocalKeyFile(keyFile);
+  const configPath = join(base, 'cbactions.yaml');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      github: { scope: { repository: 'octo/repo' }, auth: { token: { env: 'GITHUB_TOKEN' } } },
+      codebuild: { projectName: 'cbactions', region: 'us-east-1' },
+      payloads: { key: { local: { file: keyFile } }, store: { local: { dir: payloadDir } } },
+      pools: [{ name: 'default', labels: ['cbactions'], slots: 1, ...(options.pool ?? {}) }],
+    }),
+  );
+  mkdirSync(join(base, 'build-service'));
+  const service = await startBuildService({
+    stateDir: join(base, 'build-service'),
+    stopGraceMs: 3000,
+    config: {
+      projects: [
+        {
+          name: 'cbactions',
+          buildspec: join(PROJECT_ROOT, 'buildspec.yml'),
+          environmentVariables: { CBACTIONS_RUNNER_ROOT: buildRunnerRoot, CBACTIONS_CANCEL_POLL_SECONDS: '0.2', CBACTIONS_PAYLOAD_WAIT_SECONDS: '30' },
+        },
+      ],
+    },
+    // The "image": cbactions on the PATH, as in the CodeBuild image.
+    env: { PATH: `${join(PROJECT_ROOT, 'bin')}:${process.env.PATH ?? ''}` },
+    ...options.service,
+  });
+  const workerLog = join(base, 'worker.log');
+  return {
+    base,
+    listenerRoot,
+    buildRunnerRoot,
+    payloadDir,
+    configPath,
+    workerLog,
+    service,
+    runJob: ({ extraEnv, ...job }) =>
+      runFakeJob({
+        ...job,
+        binDir: join(listenerRoot, 'bin'),
+        env: {
+          ...process.env,
+          ...service.clientEnv(),
+          CBACTIONS_CONFIG: configPath,
+          CBACTIONS_POOL: 'default',
+          CBACTIONS_WORKER_LOG: workerLog,
+          CBACTIONS_CANCEL_GRACE_SECONDS: '10',
+          ...extraEnv,
+        },
+      }),
+    stop: async () => {
+      await service.stop();
+    },
+  };
+}
+
+/** Every regular file under `dir`, recursively. */
+export function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...filesUnder(path));
+    else if (entry.isFile() || statSync(path).isFile()) out.push(path);
+  }
+  return out;
+}
+
+/** The secret in the encodings it could leak in. */
+export function leakForms(secret: string): Buffer[] {
+  return [Buffer.from(secret, 'utf8'), Buffer.from(secret, 'utf16le'), Buffer.from(Buffer.from(secret).toString('base64').slice(0, 16))];
+}
+
+export function fileContains(path: string, needles: Buffer[]): boolean {
+  const content = readFileSync(path);
+  return needles.some((needle) => content.includes(needle));
+}
+
+/** Pids of live processes whose environment holds `needle` (e.g. CODEBUILD_BUILD_ID=<id>). */
+export function processesWithEnvironment(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const environ = readFileSync(`/proc/${entry}/environ`);
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (/\) Z /.test(stat)) continue;
+      if (environ.includes(Buffer.from(`${needle}\0`))) pids.push(Number(entry));
+    } catch {
+      // Gone, or not ours.
+    }
+  }
+  return pids;
+}
+
+export { mkdtempSync };
