@@ -354,6 +354,9 @@ export class LocalCodeBuild {
   private stop(entry: BuildEntry, abort: BuildAbort): void {
     const { state } = entry;
     if (entry.stage === 'done' || entry.controller.signal.aborted) return;
+    // Past the buildspec's phases the outcome is decided: a late StopBuild (or timeout)
+    // gets the final status, as CodeBuild answers when it can no longer stop a build.
+    if (['UPLOAD_ARTIFACTS', 'FINALIZING', 'COMPLETED'].includes(state.currentPhase)) return;
     const now = this.deps.now();
     state.stop = { reason: abort.reason, at: now / 1000 };
     state.buildStatus = abort.status;

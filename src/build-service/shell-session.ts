@@ -148,6 +148,8 @@ export class ShellSession {
     const state = join(this.options.workDir, `command-${n}`);
     try {
       await writeFile(script, `${this.prologue(state)}${command}\n`, { mode: 0o600 });
+      // The leader may have been killed while the script was written: nothing would answer.
+      if (this.leaderGone) return { exitCode: null };
       const status = new Promise<number | null>((resolve) => this.waiting.push(resolve));
       this.leader.stdin?.write(`${script}\n`);
       const exitCode = await status;
