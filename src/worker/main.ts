@@ -144,7 +144,7 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
     } else {
       log.info({ event: 'worker.finished', exitCode: outcome.exitCode, buildId: outcome.buildId }, 'job finished');
     }
-    await watcher?.finish(outcome.exitCode, outcome.failure?.code).catch(() => {});
+    await watcher?.finish(outcome.exitCode, outcome.failure?.code, outcome.jobId).catch(() => {});
     return outcome.exitCode;
   } catch (error) {
     const code = isCbactionsError(error) ? error.code : FailureCode.Internal;

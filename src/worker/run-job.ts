@@ -62,6 +62,7 @@ export interface JobDependencies {
 export interface JobOutcome {
   exitCode: number;
   failure?: JobFailure;
+  jobId: string;
   buildId?: string;
 }
 
@@ -157,7 +158,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
     started = await startBuildWithRetries(deps.builds, request, { logger });
   } catch (error) {
     jobOver = true;
-    if (error instanceof StartBuildError) return { exitCode: ExitCode.InfrastructureFailure, failure: error.failure };
+    if (error instanceof StartBuildError) return { exitCode: ExitCode.InfrastructureFailure, failure: error.failure, jobId: job.jobId };
     throw error;
   }
   const buildId = started.id;
@@ -250,11 +251,12 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
 
   const exitCode = parseExitCode(final.exported[BuildEnv.ExitCode]);
   if (failure === undefined && exitCode !== undefined && isValidWorkerExitCode(exitCode)) {
-    return { exitCode, buildId };
+    return { exitCode, jobId: job.jobId, buildId };
   }
   return {
     exitCode: ExitCode.InfrastructureFailure,
     failure: failure ?? explainBuild(final, { stoppedByCbactions }),
+    jobId: job.jobId,
     buildId,
   };
 }

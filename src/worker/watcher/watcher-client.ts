@@ -96,7 +96,8 @@ export class WatcherClient implements BuildWaiter, BuildTracker {
   }
 
   /** Tells the watcher the job is over (so closing is not mistaken for a dead worker). */
-  async finish(exitCode: number, failureCode?: string): Promise<void> {
+  async finish(exitCode: number, failureCode?: string, jobId?: string): Promise<void> {
+    if (jobId) this.identity.jobId = jobId;
     this.send({
       op: 'done',
       exitCode,
