@@ -1,0 +1,232 @@
+#!/usr/bin/env node
+// Benchmark: many concurrent jobs through the worker against the local build service,
+// with the host's shared build watcher, side by side with the original prototype's
+// strategy (every job polls its own build every 10 s). Prints one table.
+//
+//   npm run build && node bench/watcher.mjs [--jobs 200] [--arrival-seconds 20] [--job-seconds 30] [--job-spread-seconds 15]
+//
+// Both runs use the same simulated job (bench/simulated-job.buildspec.yml), the same fake
+// Runner.Listener, and real `node` worker processes, so figures are comparable.
+import { spawn, execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = (path) => join(ROOT, 'dist', path);
+const { runFakeJob } = await import(dist('test/fixtures/fake-listener.js'));
+const { CodeBuildBuildService } = await import(dist('src/worker/build-service.js'));
+const { BuildWatcher } = await import(dist('src/worker/watcher/build-watcher.js'));
+const { WatcherServer } = await import(dist('src/worker/watcher/watcher-server.js'));
+const { createLocalKeyFile } = await import(dist('src/seal/local-key-service.js'));
+const { createLogger } = await import(dist('src/util/logger.js'));
+const { CodeBuildClient } = await import('@aws-sdk/client-codebuild');
+
+const { values: args } = parseArgs({
+  options: {
+    jobs: { type: 'string', default: '200' },
+    'arrival-seconds': { type: 'string', default: '20' },
+    'job-seconds': { type: 'string', default: '30' },
+    'job-spread-seconds': { type: 'string', default: '15' },
+    only: { type: 'string' },
+  },
+});
+const JOBS = Number(args.jobs);
+const ARRIVAL_MS = Number(args['arrival-seconds']) * 1000;
+const CREDENTIALS = { AWS_ACCESS_KEY_ID: 'AKIDBENCH', AWS_SECRET_ACCESS_KEY: 'bench', AWS_REGION: 'us-east-1' };
+const silent = createLogger({ name: 'bench', level: 'silent' });
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function startBuildService(base) {
+  const stateDir = join(base, 'build-service');
+  mkdirSync(stateDir);
+  const configPath = join(base, 'build-service.json');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      projects: [
+        {
+          name: 'bench',
+          buildspec: join(ROOT, 'bench', 'simulated-job.buildspec.yml'),
+          environmentVariables: { BENCH_JOB_MIN_SECONDS: args['job-seconds'], BENCH_JOB_SPREAD_SECONDS: args['job-spread-seconds'] },
+        },
+      ],
+    }),
+  );
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'cbactions'), 'build-service', '--port', '0', '--state-dir', stateDir, '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const endpoint = await new Promise((resolveEndpoint, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const match = /"endpoint":"([^"]+)"/.exec(out);
+      if (match) resolveEndpoint(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`build-service exited ${code}`)));
+  });
+  const control = async (method, path) => {
+    const response = await fetch(`${endpoint}${path}`, { method });
+    return method === 'GET' ? response.json() : undefined;
+  };
+  return { endpoint, child, control };
+}
+
+function listenerRoot(base, name, workerCommand) {
+  const root = join(base, name);
+  mkdirSync(join(root, 'bin'), { recursive: true });
+  writeFileSync(join(root, '.runner'), JSON.stringify({ agentId: 1, agentName: `bench-${name}`, poolId: 1, serverUrl: 'https://example.invalid', gitHubUrl: 'https://github.com/o/r', workFolder: '_work' }));
+  writeFileSync(join(root, 'bin', 'Runner.Worker'), `#!/bin/sh\nexec ${workerCommand} "$@"\n`);
+  chmodSync(join(root, 'bin', 'Runner.Worker'), 0o755);
+  return root;
+}
+
+/** Peak RSS (VmHWM) of every process carrying the run's marker, sampled until stopped. */
+function sampleWorkerMemory(marker) {
+  const peaks = new Map();
+  const timer = setInterval(() => {
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        if (!readFileSync(`/proc/${pid}/environ`).includes(Buffer.from(`BENCH_MARKER=${marker}\0`))) continue;
+        const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+        if (hwm) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, Number(hwm[1]) * 1024));
+      } catch {
+        // Gone between listing and reading.
+      }
+    }
+  }, 250);
+  return () => {
+    clearInterval(timer);
+    return [...peaks.values()].sort((a, b) => a - b);
+  };
+}
+
+async function runScenario(name, base, setup) {
+  mkdirSync(base, { recursive: true });
+  const service = await startBuildService(base);
+  const scenario = await setup(service);
+  const marker = `${name}-${process.pid}`;
+  const stopSampling = sampleWorkerMemory(marker);
+  await service.control('DELETE', '/_local/calls');
+  const startedAt = Date.now();
+  const jobs = [];
+  for (let i = 0; i < JOBS; i++) {
+    const jobId = `bench-${name}-${i}`;
+    const body = JSON.stringify({ messageType: 'RunnerJobRequest', jobId, requestId: i + 1, jobDisplayName: `job ${i}`, variables: {} });
+    const delay = (ARRIVAL_MS * i) / JOBS;
+    jobs.push(
+      new Promise((r) => setTimeout(r, delay)).then(async () => {
+        const launched = Date.now();
+        const result = await runFakeJob({ binDir: join(scenario.root, 'bin'), jobBody: body, env: { ...process.env, ...CREDENTIALS, AWS_ENDPOINT_URL_CODEBUILD: service.endpoint, BENCH_MARKER: marker, ...scenario.env } });
+        return { jobId, exitedAt: launched + result.durationMs, exitCode: result.exitCode };
+      }),
+    );
+  }
+  const results = await Promise.all(jobs);
+  const wallSeconds = (Date.now() - startedAt) / 1000;
+  const peaks = stopSampling();
+  const calls = await service.control('GET', '/_local/calls');
+  const { builds } = await service.control('GET', '/_local/builds');
+  await scenario.stop?.();
+  service.child.kill('SIGTERM');
+  const endOf = new Map();
+  for (const build of builds) {
+    const jobId = (build.request.environmentVariablesOverride ?? []).find((v) => v.name === 'CBACTIONS_JOB_ID')?.value;
+    if (jobId && build.build.endTime) endOf.set(jobId, build.build.endTime * 1000);
+  }
+  const latencies = results.filter((r) => endOf.has(r.jobId)).map((r) => (r.exitedAt - endOf.get(r.jobId)) / 1000).sort((a, b) => a - b);
+  const batch = calls.operations.BatchGetBuilds?.calls ?? 0;
+  return {
+    name,
+    jobs: JOBS,
+    ok: results.filter((r) => r.exitCode === 100).length,
+    callsPerJob: calls.total.calls / JOBS,
+    statusCalls: batch,
+    statusCallsPerSecond: batch / wallSeconds,
+    p50: percentile(latencies, 50),
+    p95: percentile(latencies, 95),
+    rssMax: peaks[peaks.length - 1] ?? NaN,
+    rssMedian: percentile(peaks, 50),
+    wallSeconds,
+  };
+}
+
+const base = mkdtempSync(join(tmpdir(), 'cbactions-bench-'));
+process.stderr.write(`bench: ${JOBS} jobs arriving over ${ARRIVAL_MS / 1000} s, each ${args['job-seconds']}-${Number(args['job-seconds']) + Number(args['job-spread-seconds'])} s; work dir ${base}\n`);
+
+async function baseline() {
+  return runScenario('baseline', join(base, 'baseline'), async () => {
+    const root = listenerRoot(join(base, 'baseline'), 'root', `"${process.execPath}" --no-warnings "${join(ROOT, 'bench', 'baseline-worker.mjs')}"`);
+    return { root, env: { BENCH_PROJECT: 'bench' } };
+  });
+}
+
+async function sharedWatcher() {
+  return runScenario('cbactions', join(base, 'cbactions'), async (service) => {
+    const dir = join(base, 'cbactions');
+    const keyFile = join(dir, 'payload.key');
+    await createLocalKeyFile(keyFile);
+    mkdirSync(join(dir, 'payloads'));
+    const configPath = join(dir, 'cbactions.json');
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        github: { scope: { repository: 'o/r' }, auth: { token: { env: 'GITHUB_TOKEN' } } },
+        codebuild: { projectName: 'bench', region: 'us-east-1' },
+        payloads: { key: { local: { file: keyFile } }, store: { local: { dir: join(dir, 'payloads') } } },
+        pools: [{ name: 'default', labels: ['x'] }],
+      }),
+    );
+    const root = join(dir, 'root');
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    writeFileSync(join(root, '.runner'), JSON.stringify({ agentId: 1, agentName: 'bench', poolId: 1, serverUrl: 'https://example.invalid', workFolder: '_work' }));
+    execFileSync(join(ROOT, 'bin', 'cbactions'), ['install-worker', root]);
+    // The host's watcher, with the mux's defaults.
+    const client = new CodeBuildClient({ endpoint: service.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench' }, maxAttempts: 1 });
+    const builds = new CodeBuildBuildService(client);
+    const watcher = new BuildWatcher(builds, silent);
+    watcher.start();
+    const server = await WatcherServer.listen({ socketPath: join(dir, 'watcher.sock'), watcher, builds, logger: silent });
+    return {
+      root,
+      env: { CBACTIONS_CONFIG: configPath, CBACTIONS_WATCHER_SOCKET: server.socketPath, CBACTIONS_WORKER_LOG: join(dir, 'worker.log') },
+      stop: async () => {
+        await server.close();
+        await watcher.close();
+        client.destroy();
+      },
+    };
+  });
+}
+
+const rows = [];
+if (args.only !== 'cbactions') rows.push(await baseline());
+if (args.only !== 'baseline') rows.push(await sharedWatcher());
+
+const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+const s = (seconds) => `${seconds.toFixed(2)} s`;
+const table = [
+  ['', ...rows.map((r) => (r.name === 'baseline' ? 'baseline: poll 10 s per job' : 'cbactions: shared watcher'))],
+  ['jobs finished with 100', ...rows.map((r) => `${r.ok}/${r.jobs}`)],
+  ['CodeBuild API calls per job', ...rows.map((r) => r.callsPerJob.toFixed(2))],
+  ['BatchGetBuilds calls (total)', ...rows.map((r) => String(r.statusCalls))],
+  ['BatchGetBuilds calls per second', ...rows.map((r) => r.statusCallsPerSecond.toFixed(2))],
+  ['completion detected after (p50)', ...rows.map((r) => s(r.p50))],
+  ['completion detected after (p95)', ...rows.map((r) => s(r.p95))],
+  ['worker peak RSS (max)', ...rows.map((r) => mb(r.rssMax))],
+  ['worker peak RSS (median)', ...rows.map((r) => mb(r.rssMedian))],
+  ['wall time', ...rows.map((r) => s(r.wallSeconds))],
+];
+const widths = table[0].map((_, column) => Math.max(...table.map((row) => row[column].length)));
+for (const row of table) process.stdout.write(`${row.map((cell, column) => cell.padEnd(widths[column])).join('  |  ')}\n`);
+if (rows.length === 2) {
+  const [before, after] = rows;
+  process.stdout.write(`\nstatus calls: ${(before.statusCalls / Math.max(1, after.statusCalls)).toFixed(1)}x fewer with the shared watcher; completion detected ${(before.p50 / after.p50).toFixed(1)}x faster (p50)\n`);
+}
