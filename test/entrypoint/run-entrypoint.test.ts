@@ -71,7 +71,7 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
     expect(seen.messages).toEqual([1]);
     expect((seen.env as Record<string, string>).GITHUB_ACTIONS).toBe('true');
     const hook = (seen.env as Record<string, string>).ACTIONS_RUNNER_HOOK_JOB_STARTED;
-    expect(readFileSync(hook, 'utf8')).toContain(`this job runs in AWS CodeBuild build ${binding.buildId} (BUILD_GENERAL1_SMALL, img)`);
+    expect(readFileSync(String(hook), 'utf8')).toContain(`this job runs in AWS CodeBuild build ${binding.buildId} (BUILD_GENERAL1_SMALL, img)`);
     expect(readdirSync(join(dir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);
   });
 
