@@ -146,6 +146,24 @@ export const MuxSchema = z.strictObject({
   statusPort: z.number().int().min(0).max(65535).default(8080),
   drainTimeoutSeconds: z.number().int().min(0).max(7 * 24 * 3600).default(6 * 3600),
   isolation: z.enum(['auto', 'preload', 'hardlink']).default('auto'),
+  /** The LD_PRELOAD library; default: `dist/preload/preload.so` of this installation. */
+  preloadPath: z.string().min(1).optional(),
+  /** Install the cbactions Runner.Worker shim into `runnerRoot` at start (false only when the image already has it, or to run the runner's own worker). */
+  installWorkerShim: z.boolean().default(true),
+  /** Delay before a listener is restarted or a registration retried: exponential, jittered, capped, reset after a healthy run. */
+  listenerBackoff: z
+    .strictObject({
+      initialMs: z.number().int().min(10).max(600_000).default(1_000),
+      maxMs: z.number().int().min(10).max(3_600_000).default(300_000),
+      /** A listener that ran this long (or ran a job) counts as healthy: the next delay starts small again. */
+      healthyAfterSeconds: z.number().int().min(1).max(86_400).default(60),
+    })
+    .refine((backoff) => backoff.maxMs >= backoff.initialMs, { message: 'maxMs must be at least initialMs', path: ['maxMs'] })
+    .default(() => ({ initialMs: 1_000, maxMs: 300_000, healthyAfterSeconds: 60 })),
+  /** How long an idle listener gets to exit after SIGTERM before its process group is SIGKILLed. */
+  listenerStopTimeoutSeconds: z.number().int().min(1).max(600).default(30),
+  /** ECS task scale-in protection while a job runs: requested for this long, renewed before it expires. */
+  taskProtectionMinutes: z.number().int().min(1).max(2880).default(60),
 });
 
 export const ConfigSchema = z

@@ -1,0 +1,105 @@
+/**
+ * `cbactions mux --config FILE`: the only place of the mux that reads the environment,
+ * builds SDK clients and the logger, and wires the signals.
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { loadConfigFile } from '../config/load.js';
+import type { SecretSource } from '../config/schema.js';
+import { builtPreloadArtifacts } from '../preload/contract.js';
+import { probePreload } from '../preload/probe.js';
+import { ExitCode } from '../protocol/exit-codes.js';
+import { describeError, isCbactionsError } from '../util/errors.js';
+import { createLogger, type Logger } from '../util/logger.js';
+import { installWorkerShim } from '../worker/install.js';
+import { createGitHubClient } from './github-client.js';
+import { Mux } from './mux.js';
+import { OctokitRunnerRegistry } from './octokit-registry.js';
+import { RegistryErrorCode } from './runner-registry.js';
+import { secretEnvNames } from './secret-source.js';
+
+/** Environment variables the mux itself reads. */
+export const MuxEnv = {
+  /** pino level: fatal, error, warn, info (default), debug, trace, silent. */
+  LogLevel: 'CBACTIONS_LOG_LEVEL',
+  /** Set by ECS on tasks; enables scale-in protection while jobs run. */
+  EcsAgentUri: 'ECS_AGENT_URI',
+} as const;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/** After the drain, anything still holding the event loop (keep-alive sockets, SDK timers) gets this long. */
+const EXIT_GRACE_MS = 2_000;
+
+/** The `cbactions` launcher, for the Runner.Worker shim: `<package>/bin/cbactions`. */
+function cliPath(): string {
+  return resolve(fileURLToPath(import.meta.url), '../../../../bin/cbactions');
+}
+
+function configSecretSources(auth: { token: SecretSource } | { app: { privateKey: SecretSource } }): SecretSource[] {
+  return 'token' in auth ? [auth.token] : [auth.app.privateKey];
+}
+
+export async function runMuxCommand(options: { config?: string }): Promise<number> {
+  const env = process.env;
+  const level = env[MuxEnv.LogLevel] || 'info';
+  if (!LOG_LEVELS.includes(level)) {
+    process.stderr.write(`cbactions mux: ${MuxEnv.LogLevel} must be one of ${LOG_LEVELS.join(', ')}, got "${level}"\n`);
+    return ExitCode.UsageOrConfig;
+  }
+  const logger: Logger = createLogger({ name: 'cbactions-mux', level });
+  if (!options.config) {
+    logger.error({ event: 'mux-usage', error: '--config FILE is required' });
+    return ExitCode.UsageOrConfig;
+  }
+  const configPath = resolve(options.config);
+  const root = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (root.signal.aborted) {
+      logger.warn({ event: 'signal-ignored', signal, reason: 'already draining' });
+      return;
+    }
+    logger.info({ event: 'signal-received', signal });
+    root.abort(new Error(`received ${signal}`));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    const config = await loadConfigFile(configPath);
+    let secretsManager: SecretsManagerClient | undefined;
+    const secrets = {
+      env,
+      // The SDK reads AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_REGION itself.
+      secretsManager: () => (secretsManager ??= new SecretsManagerClient({})),
+    };
+    const octokit = await createGitHubClient({ url: config.github.url, scope: config.github.scope, auth: config.github.auth, secrets, logger });
+    const registry = new OctokitRunnerRegistry(octokit, config.github.scope);
+    const mux = new Mux({
+      config,
+      configPath,
+      registry,
+      logger,
+      env,
+      secretEnvNames: secretEnvNames(configSecretSources(config.github.auth)),
+      hostname: hostname(),
+      isRoot: process.getuid?.() === 0,
+      ecsAgentUri: env[MuxEnv.EcsAgentUri] || undefined,
+      defaultPreloadPath: builtPreloadArtifacts().preloadPath,
+      probePreload,
+      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, cliPath()),
+    });
+    const code = await mux.run(root.signal);
+    secretsManager?.destroy();
+    return code;
+  } catch (error) {
+    const configProblem = isCbactionsError(error) && (error.code.startsWith('CONFIG_') || error.code === RegistryErrorCode.RunnerGroupNotFound || error.code === RegistryErrorCode.InstallationNotFound);
+    logger.fatal({ event: 'mux-failed', code: isCbactionsError(error) ? error.code : undefined, error: isCbactionsError(error) ? error.message : describeError(error) });
+    return configProblem ? ExitCode.UsageOrConfig : ExitCode.InfrastructureFailure;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    // A bounded exit: the drain is over; nothing left may keep the process alive for long.
+    setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
+  }
+}

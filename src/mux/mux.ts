@@ -1,0 +1,313 @@
+/**
+ * The mux: pools of slots, each slot one Runner.Listener with its own ephemeral
+ * registration, all sharing one runner installation. Start-up (shim, isolation, stale
+ * registrations), supervision, drain on the stop signal, and the status endpoint.
+ */
+import { mkdir, realpath } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Config } from '../config/schema.js';
+import type { ProbePreloadOptions, ProbePreloadResult } from '../preload/probe.js';
+import { CbactionsError, describeError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { chooseIsolation, IsolationErrorCode, type IsolationChoice } from './isolation.js';
+import { MuxMetrics } from './metrics.js';
+import { isOwnRunnerName } from './naming.js';
+import type { RunnerGroup, RunnerRegistry } from './runner-registry.js';
+import { scopeWebUrl } from './scope.js';
+import { ISOLATION_ENV_NAMES, prepareSlotLayout } from './slot-layout.js';
+import { Slot } from './slot.js';
+import type { MuxStatus, PoolStatus } from './status-model.js';
+import { startStatusServer, type StatusServer } from './status-server.js';
+import { TaskProtection } from './task-protection.js';
+
+/** Environment variables the mux sets for every listener (and so for the worker it starts). */
+export const ListenerEnv = {
+  Config: 'CBACTIONS_CONFIG',
+  Pool: 'CBACTIONS_POOL',
+  Slot: 'CBACTIONS_SLOT',
+  WorkerLog: 'CBACTIONS_WORKER_LOG',
+  AllowRoot: 'RUNNER_ALLOW_RUNASROOT',
+  VersionDeprecatedExitCode: 'ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE',
+} as const;
+
+/** Inputs the listener reads that must come only from the mux (RUNNER-PROTOCOL §5). */
+const STRIPPED_ENV = ['ACTIONS_RUNNER_INPUT_JITCONFIG', 'ACTIONS_RUNNER_INPUT_TOKEN', ...ISOLATION_ENV_NAMES];
+
+export interface MuxDependencies {
+  config: Config;
+  /** Absolute path of the config file (given to listeners as CBACTIONS_CONFIG). */
+  configPath: string;
+  registry: RunnerRegistry;
+  logger: Logger;
+  /** The mux's environment, inherited by listeners (minus secrets and runner inputs). */
+  env: NodeJS.ProcessEnv;
+  /** Names of variables holding secrets the config reads; never passed to listeners. */
+  secretEnvNames: string[];
+  hostname: string;
+  isRoot: boolean;
+  /** `ECS_AGENT_URI`, when on ECS. */
+  ecsAgentUri: string | undefined;
+  /** The default preload.so when `mux.preloadPath` is not set. */
+  defaultPreloadPath: string;
+  probePreload: (options: ProbePreloadOptions) => Promise<ProbePreloadResult>;
+  /** Installs the Runner.Worker shim (src/worker/install.ts) into the runner root. */
+  installWorkerShim: (runnerRoot: string) => Promise<{ shimPath: string; keptOriginal?: string }>;
+  fetchImpl?: typeof fetch;
+  random?: () => number;
+}
+
+export const MuxErrorCode = {
+  RunnerRoot: 'MUX_RUNNER_ROOT',
+} as const;
+
+interface PoolRuntime {
+  name: string;
+  labels: string[];
+  slots: Slot[];
+  stop: AbortController;
+  stopped: PoolStatus['stopped'];
+}
+
+export class Mux {
+  readonly metrics: MuxMetrics;
+  #pools: PoolRuntime[] = [];
+  #slots: Slot[] = [];
+  #isolation: IsolationChoice | undefined;
+  #draining = false;
+  #startedAt = new Date();
+  #protection: TaskProtection;
+  #statusServer: StatusServer | undefined;
+  #registrations = new Map<number, string>();
+  readonly #log: Logger;
+
+  constructor(private readonly deps: MuxDependencies) {
+    this.#log = deps.logger;
+    this.metrics = new MuxMetrics(() => this.#slots.map((slot) => ({ pool: slot.pool, state: slot.state })));
+    this.#protection = new TaskProtection({
+      agentUri: deps.ecsAgentUri,
+      expiresInMinutes: deps.config.mux.taskProtectionMinutes,
+      logger: deps.logger,
+      fetchImpl: deps.fetchImpl,
+      onChange: (enabled) => this.metrics.taskProtection.set(enabled ? 1 : 0),
+    });
+  }
+
+  /** URL of the status endpoint once started. */
+  get statusUrl(): string | undefined {
+    return this.#statusServer?.url;
+  }
+
+  /**
+   * The hook the build watcher feeds: `slotId` is the listener's CBACTIONS_SLOT, `buildId`
+   * the CodeBuild build running that slot's job (null to clear). Cleared automatically
+   * when the job ends. False when no such slot is running a job.
+   */
+  setSlotBuild(slotId: string, buildId: string | null): boolean {
+    const slot = this.#slots.find((candidate) => candidate.id === slotId);
+    return slot ? slot.setBuild(buildId) : false;
+  }
+
+  status(): MuxStatus {
+    return {
+      host: this.deps.hostname,
+      startedAt: this.#startedAt.toISOString(),
+      draining: this.#draining,
+      isolation: this.#isolation ? { kind: this.#isolation.kind, reason: this.#isolation.reason } : { kind: 'pending', reason: 'starting' },
+      registration: this.deps.config.github.registration,
+      taskProtection: { available: this.#protection.available, enabled: this.#protection.enabled },
+      pools: this.#pools.map((pool) => ({ name: pool.name, labels: pool.labels, slots: pool.slots.length, stopped: pool.stopped })),
+      slots: this.#slots.map((slot) => slot.status()),
+    };
+  }
+
+  /**
+   * Runs until `signal` aborts (then drains) or every pool has stopped. Returns the exit
+   * code: 0 after a clean drain, 1 when the drain timed out or all pools were stopped.
+   */
+  async run(signal: AbortSignal): Promise<number> {
+    const { config } = this.deps;
+    const runnerRoot = await this.#runnerRoot();
+    if (config.mux.installWorkerShim) {
+      const installed = await this.deps.installWorkerShim(runnerRoot);
+      this.#log.info({ event: 'worker-shim-installed', shimPath: installed.shimPath, keptOriginal: installed.keptOriginal });
+    }
+    const stateDir = resolve(config.mux.stateDir);
+    await mkdir(join(stateDir, 'logs'), { recursive: true });
+    this.#isolation = await this.#chooseIsolation(runnerRoot, stateDir);
+    const runnerGroup = await this.#runnerGroup(signal);
+    await this.#removeStaleRegistrations(signal);
+    await this.#createSlots(runnerRoot, stateDir, runnerGroup);
+    this.#statusServer = await startStatusServer({ host: config.mux.statusHost, port: config.mux.statusPort, status: () => this.status(), metrics: this.metrics.registry, logger: this.#log });
+    this.#log.info({ event: 'mux-started', statusUrl: this.#statusServer.url, pools: this.#pools.map((pool) => ({ name: pool.name, slots: pool.slots.length, labels: pool.labels })), isolation: this.#isolation.kind });
+
+    const running = this.#pools.flatMap((pool) => pool.slots.map((slot) => slot.run(AbortSignal.any([signal, pool.stop.signal]))));
+    const allDone = Promise.all(running);
+    let exitCode = 0;
+    const aborted = new Promise<'abort'>((resolveAbort) => {
+      if (signal.aborted) resolveAbort('abort');
+      else signal.addEventListener('abort', () => resolveAbort('abort'), { once: true });
+    });
+    const first = await Promise.race([allDone.then(() => 'done' as const), aborted]);
+    if (first === 'abort') {
+      exitCode = await this.#drain(allDone);
+    } else {
+      this.#log.error({ event: 'all-pools-stopped', pools: this.#pools.map((pool) => ({ name: pool.name, reason: pool.stopped?.reason })) });
+      exitCode = 1;
+    }
+    await this.#removeRemainingRegistrations();
+    await this.#protection.close();
+    await this.#statusServer.close();
+    this.#log.info({ event: 'mux-stopped', exitCode });
+    return exitCode;
+  }
+
+  async #drain(allDone: Promise<unknown>): Promise<number> {
+    this.#draining = true;
+    const timeoutMs = this.deps.config.mux.drainTimeoutSeconds * 1000;
+    const busy = this.#slots.filter((slot) => slot.busy).map((slot) => slot.id);
+    this.#log.info({ event: 'drain-started', busySlots: busy, timeoutSeconds: this.deps.config.mux.drainTimeoutSeconds });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolveTimeout) => {
+      timer = setTimeout(() => resolveTimeout('timeout'), timeoutMs);
+    });
+    const outcome = await Promise.race([allDone.then(() => 'done' as const), timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'done') {
+      this.#log.info({ event: 'drain-finished' });
+      return 0;
+    }
+    const stillBusy = this.#slots.filter((slot) => slot.state !== 'stopped').map((slot) => slot.id);
+    this.#log.error({ event: 'drain-timeout', slots: stillBusy, timeoutSeconds: this.deps.config.mux.drainTimeoutSeconds });
+    await Promise.all(this.#slots.map((slot) => slot.forceStop()));
+    await allDone;
+    return 1;
+  }
+
+  async #runnerRoot(): Promise<string> {
+    const configured = resolve(this.deps.config.mux.runnerRoot);
+    try {
+      // preload.so compares canonical paths: give it the root without symlinks.
+      return await realpath(configured);
+    } catch (error) {
+      throw new CbactionsError(MuxErrorCode.RunnerRoot, `mux.runnerRoot: ${configured} is not usable: ${describeError(error)}`, { cause: error });
+    }
+  }
+
+  async #chooseIsolation(runnerRoot: string, stateDir: string): Promise<IsolationChoice> {
+    const { mux } = this.deps.config;
+    const preloadPath = resolve(mux.preloadPath ?? this.deps.defaultPreloadPath);
+    const choice = await chooseIsolation({ mode: mux.isolation, preloadPath, runnerRoot, workDir: join(stateDir, 'probe'), probe: this.deps.probePreload });
+    if (choice.kind === 'fail') throw new CbactionsError(IsolationErrorCode.PreloadUnusable, choice.reason);
+    if (choice.kind === 'preload') this.#log.info({ event: 'isolation-chosen', isolation: 'preload', preloadPath: choice.preloadPath, reason: choice.reason });
+    else this.#log.warn({ event: 'isolation-chosen', isolation: 'hardlink', reason: choice.reason });
+    return choice;
+  }
+
+  async #runnerGroup(signal: AbortSignal): Promise<RunnerGroup> {
+    const group = await this.deps.registry.findRunnerGroup(this.deps.config.github.runnerGroup, { signal });
+    this.#log.info({ event: 'runner-group-resolved', runnerGroup: group.name, runnerGroupId: group.id });
+    return group;
+  }
+
+  /** Offline registrations named like this host's, left by an earlier life of this container. */
+  async #removeStaleRegistrations(signal: AbortSignal): Promise<void> {
+    const { config } = this.deps;
+    const pools = config.pools.map((pool) => pool.name);
+    let runners;
+    try {
+      runners = await this.deps.registry.listRunners({ signal });
+    } catch (error) {
+      this.#log.warn({ event: 'stale-registrations-list-failed', error: describeError(error) });
+      return;
+    }
+    const stale = runners.filter((runner) => runner.status === 'offline' && isOwnRunnerName(runner.name, config.github.namePrefix, this.deps.hostname, pools));
+    for (const runner of stale) {
+      try {
+        await this.deps.registry.deleteRunner(runner.id, { signal });
+        this.#log.info({ event: 'stale-registration-removed', runner: runner.name, runnerId: runner.id });
+      } catch (error) {
+        this.#log.warn({ event: 'stale-registration-remove-failed', runner: runner.name, runnerId: runner.id, error: describeError(error) });
+      }
+    }
+  }
+
+  #listenerEnv(pool: string, slotId: string, stateDir: string): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...this.deps.env };
+    for (const name of [...STRIPPED_ENV, ...this.deps.secretEnvNames]) delete env[name];
+    if (this.#isolation?.kind === 'preload') delete env.LD_PRELOAD; // merged into the preload variables instead
+    env[ListenerEnv.Config] = this.deps.configPath;
+    env[ListenerEnv.Pool] = pool;
+    env[ListenerEnv.Slot] = slotId;
+    env[ListenerEnv.WorkerLog] = join(stateDir, 'logs', `${slotId}.worker.log`);
+    env[ListenerEnv.VersionDeprecatedExitCode] = '1';
+    if (this.deps.isRoot) env[ListenerEnv.AllowRoot] = '1';
+    return env;
+  }
+
+  async #createSlots(runnerRoot: string, stateDir: string, runnerGroup: RunnerGroup): Promise<void> {
+    const { config } = this.deps;
+    const isolation = this.#isolation as IsolationChoice;
+    const scope = config.github.scope;
+    for (const poolConfig of config.pools) {
+      const pool: PoolRuntime = { name: poolConfig.name, labels: poolConfig.labels, slots: [], stop: new AbortController(), stopped: null };
+      for (let index = 0; index < poolConfig.slots; index++) {
+        const slotId = `${poolConfig.name}-${index}`;
+        const layout = await prepareSlotLayout({ slotId, runnerRoot, stateDir, isolation, inheritedLdPreload: this.deps.env.LD_PRELOAD });
+        const slot = new Slot({
+          pool: pool.name,
+          labels: pool.labels,
+          index,
+          layout,
+          registry: this.deps.registry,
+          registration: {
+            mode: config.github.registration,
+            namePrefix: config.github.namePrefix,
+            hostname: this.deps.hostname,
+            runnerGroup,
+            passRunnerGroup: !('repository' in scope),
+            configUrl: scopeWebUrl(config.github.url, scope),
+          },
+          env: this.#listenerEnv(pool.name, slotId, stateDir),
+          backoff: {
+            initialMs: config.mux.listenerBackoff.initialMs,
+            maxMs: config.mux.listenerBackoff.maxMs,
+            healthyAfterMs: config.mux.listenerBackoff.healthyAfterSeconds * 1000,
+          },
+          stopGraceMs: config.mux.listenerStopTimeoutSeconds * 1000,
+          logger: this.#log,
+          metrics: this.metrics,
+          onChange: () => this.#protection.setDesired(this.#slots.some((candidate) => candidate.busy)),
+          onRegistered: (runnerId, name) => this.#registrations.set(runnerId, name),
+          onReleased: (runnerId) => this.#registrations.delete(runnerId),
+          onStopPool: (reason) => this.#stopPool(pool, reason),
+          random: this.deps.random,
+        });
+        pool.slots.push(slot);
+        this.#slots.push(slot);
+      }
+      this.#pools.push(pool);
+    }
+  }
+
+  /** An alert: the pool's slots stop (busy ones after their job) and stay stopped until a person acts. */
+  #stopPool(pool: PoolRuntime, reason: string): void {
+    if (pool.stopped) return;
+    pool.stopped = { reason, at: new Date().toISOString() };
+    this.metrics.poolStopped.set({ pool: pool.name }, 1);
+    this.#log.fatal({ event: 'pool-stopped', pool: pool.name, reason, alert: true });
+    pool.stop.abort();
+  }
+
+  /** Registrations whose removal failed while running get one more try at exit. */
+  async #removeRemainingRegistrations(): Promise<void> {
+    for (const [runnerId, name] of [...this.#registrations]) {
+      try {
+        const existed = await this.deps.registry.deleteRunner(runnerId);
+        this.#registrations.delete(runnerId);
+        this.#log.info({ event: 'registration-removed', runner: name, runnerId, existed });
+      } catch (error) {
+        this.#log.warn({ event: 'registration-remove-failed', runner: name, runnerId, error: describeError(error) });
+      }
+    }
+  }
+}
