@@ -136,6 +136,12 @@ export type PayloadsConfig = z.infer<typeof PayloadsSchema>;
 
 export const CodeBuildSchema = z.strictObject({
   projectName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{1,254}$/, 'expected a CodeBuild project name'),
+  /**
+   * Unique id (AROA…) of the project's own service role, used for pools without a
+   * `build.serviceRole`: payloads in S3/KMS are bound to `<roleId>:AWSCodeBuild-<uuid>`.
+   * The CDK app fills it in for the deployed configuration.
+   */
+  buildRoleId: z.string().regex(/^AROA[A-Z0-9]{8,}$/, 'expected a role unique id (AROA…)').optional(),
   region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region such as us-east-1').optional(),
 });
 

@@ -15,6 +15,7 @@ export const EntrypointEnv = {
   CancelPoll: 'CBACTIONS_CANCEL_POLL_SECONDS',
   ComputeType: 'CBACTIONS_COMPUTE_TYPE',
   EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
+  PayloadRoleId: 'CBACTIONS_PAYLOAD_ROLE_ID',
 } as const;
 
 export const DEFAULT_RUNNER_ROOT = '/actions-runner';
@@ -24,6 +25,22 @@ function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number, max: nu
   if (value === undefined || value === '') return fallback * 1000;
   if (!/^\d+(\.\d+)?$/.test(value) || Number(value) > max) throw new CbactionsError('CONFIG_INVALID', `${name} must be a number of seconds up to ${max}, got "${value.slice(0, 20)}"`);
   return Number(value) * 1000;
+}
+
+/**
+ * The worker bound the payload to `<roleId>:AWSCodeBuild-<uuid>` with the role id it was
+ * configured with; if CodeBuild runs this build under another role, say so plainly rather
+ * than fail later as "payload not found" or "wrong key".
+ */
+export function checkPayloadRole(userId: string, expectedRoleId: string | undefined): void {
+  if (expectedRoleId === undefined || expectedRoleId === '') return;
+  const actualRoleId = userId.split(':')[0];
+  if (actualRoleId !== expectedRoleId) {
+    throw new CbactionsError(
+      'PAYLOAD_IDENTITY_MISMATCH',
+      `this build runs as role ${actualRoleId ?? '?'} (aws:userid ${userId}), but its job was sealed for role ${expectedRoleId}: the pool's serviceRole.roleId (or codebuild.buildRoleId) does not match the role CodeBuild used`,
+    );
+  }
 }
 
 /**
@@ -59,7 +76,12 @@ export async function runEntrypointCommand(): Promise<number> {
     });
     // IAM-bound payloads (S3 key and KMS context carry aws:userid) need the build's own identity.
     const iamBound = refs.store.kind === 's3' || refs.key.kind === 'kms';
-    const resolveBinding = async (): Promise<PayloadBinding> => (iamBound ? resolveBuildBinding(new STSClient(region), buildId, stop.signal) : { buildId });
+    const resolveBinding = async (): Promise<PayloadBinding> => {
+      if (!iamBound) return { buildId };
+      const binding = await resolveBuildBinding(new STSClient(region), buildId, stop.signal);
+      checkPayloadRole(binding.userId, env[EntrypointEnv.PayloadRoleId]);
+      return binding;
+    };
     result = await runEntrypoint({
       keys: services.keys,
       store: services.store,

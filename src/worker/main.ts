@@ -132,6 +132,7 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
         projectName: config.codebuild.projectName,
         poolName: pool.name,
         build: pool.build,
+        ...(config.codebuild.buildRoleId ? { defaultRoleId: config.codebuild.buildRoleId } : {}),
         payloadReferences: { store: references.CBACTIONS_PAYLOAD_STORE, key: references.CBACTIONS_PAYLOAD_KEY },
         ...(env[WorkerEnv.RunnerVersion] ? { runnerVersion: env[WorkerEnv.RunnerVersion] } : {}),
         cancelGraceMs: cancelGraceMs(env[WorkerEnv.CancelGrace]),

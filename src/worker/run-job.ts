@@ -21,6 +21,7 @@ export const BuildEnv = {
   PayloadKey: 'CBACTIONS_PAYLOAD_KEY',
   Pool: 'CBACTIONS_POOL',
   JobId: 'CBACTIONS_JOB_ID',
+  PayloadRoleId: 'CBACTIONS_PAYLOAD_ROLE_ID',
   ComputeType: 'CBACTIONS_COMPUTE_TYPE',
   EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
   ExitCode: 'CBACTIONS_EXIT_CODE',
@@ -31,6 +32,8 @@ export interface JobSettings {
   projectName: string;
   poolName: string;
   build: BuildSettings;
+  /** Unique id of the project's service role, for pools without their own (`codebuild.buildRoleId`). */
+  defaultRoleId?: string;
   /** Non-secret references the build uses to find and open its payload. */
   payloadReferences: { store: string; key: string };
   runnerVersion?: string;
@@ -137,6 +140,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   deps.shutdownSignal?.addEventListener('abort', () => deliver('worker-shutdown'), { once: true });
 
   const files = await deps.runnerFiles();
+  const roleId = settings.build.serviceRole?.roleId ?? settings.defaultRoleId;
   const request = {
     projectName: settings.projectName,
     idempotencyToken: idempotencyToken(job.jobId, job.requestId, files.runnerName),
@@ -145,6 +149,8 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       [BuildEnv.PayloadKey]: settings.payloadReferences.key,
       [BuildEnv.Pool]: settings.poolName,
       [BuildEnv.JobId]: job.jobId,
+      // The entrypoint checks that it runs as the role the payload is bound to.
+      ...(roleId !== undefined ? { [BuildEnv.PayloadRoleId]: roleId } : {}),
       // For the job-started hook's "where does this run" line; a fleet defines its own.
       ...(settings.build.fleetArn === undefined
         ? { [BuildEnv.ComputeType]: settings.build.computeType, [BuildEnv.EnvironmentType]: settings.build.environmentType }
@@ -166,7 +172,6 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   await deps.tracker?.track(buildId, { jobId: job.jobId });
 
   const binding: PayloadBinding = { buildId };
-  const roleId = settings.build.serviceRole?.roleId;
   if (roleId !== undefined) binding.userId = expectedUserId(roleId, buildId);
 
   let latest = started;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalKeyFile } from '../../src/seal/local-key-service.js';
 import { runFakeJob, type FakeJobOptions, type FakeJobResult } from '../fixtures/fake-listener.js';
-import { startBuildService, type BuildServiceProcess, type StartBuildServiceOptions } from './build-service.js';
+import { startBuildService, type BuildServiceProcess } from './build-service.js';
 import { CBACTIONS_BIN, makeFakeRunnerRoot, makeListenerRoot, PROJECT_ROOT } from './runner-root.js';
 
 /**
@@ -25,7 +25,20 @@ export interface JobPathRig {
   stop(): Promise<void>;
 }
 
-export async function startJobPathRig(options: { service?: StartBuildServiceOptions; pool?: Record<string, unknown> } = {}): Promise<JobPathRig> {
+export interface JobPathRigOptions {
+  /** Replaces the local key + payload directory (e.g. KMS + S3 on moto). */
+  payloads?: Record<string, unknown>;
+  /** Merged into the one pool's settings. */
+  pool?: Record<string, unknown>;
+  /** Merged into the build service's config (beside its one project). */
+  serviceConfig?: Record<string, unknown>;
+  /** Added to the build service's environment (which builds inherit, as from the image). */
+  serviceEnv?: Record<string, string>;
+  /** Added to every worker's environment. */
+  workerEnv?: Record<string, string>;
+}
+
+export async function startJobPathRig(options: JobPathRigOptions = {}): Promise<JobPathRig> {
   const base = mkdtempSync(join(tmpdir(), 'cbactions-e2e-'));
   const listenerRoot = makeListenerRoot(join(base, 'listener-root'));
   execFileSync(CBACTIONS_BIN, ['install-worker', listenerRoot]);
@@ -40,7 +53,7 @@ export async function startJobPathRig(options: { service?: StartBuildServiceOpti
     JSON.stringify({
       github: { scope: { repository: 'octo/repo' }, auth: { token: { env: 'GITHUB_TOKEN' } } },
       codebuild: { projectName: 'cbactions', region: 'us-east-1' },
-      payloads: { key: { local: { file: keyFile } }, store: { local: { dir: payloadDir } } },
+      payloads: options.payloads ?? { key: { local: { file: keyFile } }, store: { local: { dir: payloadDir } } },
       pools: [{ name: 'default', labels: ['cbactions'], slots: 1, ...(options.pool ?? {}) }],
     }),
   );
@@ -49,6 +62,7 @@ export async function startJobPathRig(options: { service?: StartBuildServiceOpti
     stateDir: join(base, 'build-service'),
     stopGraceMs: 3000,
     config: {
+      ...options.serviceConfig,
       projects: [
         {
           name: 'cbactions',
@@ -58,8 +72,7 @@ export async function startJobPathRig(options: { service?: StartBuildServiceOpti
       ],
     },
     // The "image": cbactions on the PATH, as in the CodeBuild image.
-    env: { PATH: `${join(PROJECT_ROOT, 'bin')}:${process.env.PATH ?? ''}` },
-    ...options.service,
+    env: { PATH: `${join(PROJECT_ROOT, 'bin')}:${process.env.PATH ?? ''}`, ...options.serviceEnv },
   });
   const workerLog = join(base, 'worker.log');
   return {
@@ -81,6 +94,7 @@ export async function startJobPathRig(options: { service?: StartBuildServiceOpti
           CBACTIONS_POOL: 'default',
           CBACTIONS_WORKER_LOG: workerLog,
           CBACTIONS_CANCEL_GRACE_SECONDS: '10',
+          ...options.workerEnv,
           ...extraEnv,
         },
       }),
