@@ -16,6 +16,7 @@ export const FailureCode = {
   Network: 'BUILD_VPC_NETWORK',
   QueuedTimeout: 'BUILD_QUEUED_TIMEOUT',
   Provisioning: 'BUILD_PROVISIONING',
+  ProvisioningTimeout: 'BUILD_PROVISIONING_TIMEOUT',
   BuildTimeout: 'BUILD_TIMEOUT',
   Stopped: 'BUILD_STOPPED',
   PhaseFailed: 'BUILD_PHASE_FAILED',
@@ -105,10 +106,13 @@ export function explainBuild(snapshot: BuildSnapshot, options: { stoppedByCbacti
     };
   }
   if (snapshot.status === 'TIMED_OUT') {
-    const queued = phase !== undefined && (phase.type === 'QUEUED' || phase.type === 'SUBMITTED');
-    return queued
-      ? { ...base, code: FailureCode.QueuedTimeout, message: `the build waited in the CodeBuild queue longer than its queued timeout (the account's concurrent build limit may be too low)${detailSuffix}` }
-      : { ...base, code: FailureCode.BuildTimeout, message: `the build reached its timeout before the job finished (raise timeoutMinutes for this pool)${detailSuffix}` };
+    if (phase !== undefined && (phase.type === 'QUEUED' || phase.type === 'SUBMITTED')) {
+      return { ...base, code: FailureCode.QueuedTimeout, message: `the build waited in the CodeBuild queue longer than its queued timeout (the account's concurrent build limit may be too low)${detailSuffix}` };
+    }
+    if (phase !== undefined && (phase.type === 'PROVISIONING' || phase.type === 'DOWNLOAD_SOURCE')) {
+      return { ...base, code: FailureCode.ProvisioningTimeout, message: `the build timed out while CodeBuild was still provisioning it (${phase.type})${detailSuffix}` };
+    }
+    return { ...base, code: FailureCode.BuildTimeout, message: `the build reached its timeout before the job finished (raise timeoutMinutes for this pool)${detailSuffix}` };
   }
   if (phase?.type === 'PROVISIONING' || phase?.type === 'QUEUED' || phase?.type === 'SUBMITTED') {
     const text = `${phase.context?.statusCode ?? ''} ${phase.context?.message ?? ''}`.toLowerCase();

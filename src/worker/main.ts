@@ -8,6 +8,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { Config, Pool } from '../config/schema.js';
 import { readFrames } from '../protocol/codec.js';
 import { ExitCode } from '../protocol/exit-codes.js';
+import type { Frame } from '../protocol/messages.js';
 import { createPayloadServices, payloadEnvironment, payloadRefsFromConfig } from '../seal/index.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
@@ -95,7 +96,19 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
     process.on('warning', (warning) => log.warn({ event: 'worker.node-warning', warning: warning.message }, 'Node.js warning'));
 
     input = new Socket({ fd: readFd, readable: true, writable: false });
-    const frames = readFrames(input)[Symbol.asyncIterator]();
+    // Start reading the job at once, before loading config and clients: the listener's
+    // send blocks on a full pipe and it kills a worker that has not read it in time.
+    const iterator = readFrames(input)[Symbol.asyncIterator]();
+    const firstFrame = iterator.next();
+    firstFrame.catch(() => {});
+    let firstTaken = false;
+    const frames: AsyncIterator<Frame> = {
+      next: () => {
+        if (firstTaken) return iterator.next();
+        firstTaken = true;
+        return firstFrame;
+      },
+    };
 
     const configPath = env[WorkerEnv.Config];
     if (!configPath) throw new CbactionsError('CONFIG_MISSING', `${WorkerEnv.Config} is not set; the mux sets it to the config file`);
