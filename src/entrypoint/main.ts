@@ -1,11 +1,13 @@
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import { STSClient } from '@aws-sdk/client-sts';
+import { join } from 'node:path';
 import { createPayloadServices, payloadRefsFromEnvironment, resolveBuildBinding } from '../seal/index.js';
 import type { PayloadBinding } from '../seal/types.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
 import { runEntrypoint, writeResult, type EntrypointResult } from './run-entrypoint.js';
+import { PACKAGE_ROOT } from './runner-install.js';
 
 /** Environment the entrypoint reads inside the build. */
 export const EntrypointEnv = {
@@ -16,6 +18,8 @@ export const EntrypointEnv = {
   ComputeType: 'CBACTIONS_COMPUTE_TYPE',
   EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
   PayloadRoleId: 'CBACTIONS_PAYLOAD_ROLE_ID',
+  RunnerInstaller: 'CBACTIONS_RUNNER_INSTALLER',
+  RunnerChecksums: 'CBACTIONS_RUNNER_CHECKSUMS',
 } as const;
 
 export const DEFAULT_RUNNER_ROOT = '/actions-runner';
@@ -100,6 +104,10 @@ export async function runEntrypointCommand(): Promise<number> {
       cancelPollMs: seconds(env, EntrypointEnv.CancelPoll, 2, 60),
       stopSignal: stop.signal,
       workerEnv: env,
+      runnerInstall: {
+        installer: env[EntrypointEnv.RunnerInstaller] || join(PACKAGE_ROOT, 'docker', 'install-runner.sh'),
+        checksums: env[EntrypointEnv.RunnerChecksums] || join(PACKAGE_ROOT, 'docker', 'runner-checksums.txt'),
+      },
     });
   } catch (error) {
     result = isCbactionsError(error) ? { kind: 'failure', code: error.code, message: error.message } : { kind: 'failure', code: 'ENTRYPOINT_INTERNAL', message: describeError(error) };

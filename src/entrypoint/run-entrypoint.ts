@@ -10,6 +10,7 @@ import { sleep } from '../util/backoff.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { jobStartedHookScript, type BuildFacts } from './job-started-hook.js';
+import { ensureRunnerInstalled } from './runner-install.js';
 
 export interface EntrypointDependencies {
   keys: KeyService;
@@ -26,6 +27,8 @@ export interface EntrypointDependencies {
   stopSignal: AbortSignal;
   /** Environment for the real worker (the build's own). */
   workerEnv: NodeJS.ProcessEnv;
+  /** Installs the runner on images that lack it (docker/install-runner.sh and its checksum file). */
+  runnerInstall: { installer: string; checksums: string };
 }
 
 export type EntrypointResult = { kind: 'exit-code'; exitCode: number } | { kind: 'failure'; code: string; message: string };
@@ -76,6 +79,18 @@ export async function runEntrypoint(deps: EntrypointDependencies): Promise<Entry
     return { kind: 'failure', code: 'JOB_CANCELLED_BEFORE_START', message: 'the job was cancelled before it started' };
   }
 
+  try {
+    await ensureRunnerInstalled({
+      runnerRoot: deps.runnerRoot,
+      ...(payload.runnerVersion ? { version: payload.runnerVersion } : {}),
+      ...deps.runnerInstall,
+      env: deps.workerEnv,
+      logger,
+    });
+  } catch (error) {
+    if (isCbactionsError(error)) return { kind: 'failure', code: error.code, message: error.message };
+    throw error;
+  }
   await writeRunnerFiles(deps.runnerRoot, payload);
   const hookPath = join(deps.resultDir, RESULT_FILES.hook);
   await mkdir(deps.resultDir, { recursive: true, mode: 0o700 });

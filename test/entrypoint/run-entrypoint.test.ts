@@ -9,7 +9,7 @@ import { sealPayload } from '../../src/seal/envelope.js';
 import { LocalKeyService } from '../../src/seal/local-key-service.js';
 import { LocalPayloadStore } from '../../src/seal/local-payload-store.js';
 import type { PayloadBinding } from '../../src/seal/types.js';
-import { credentialsFileJson, FAKE_WORKER_JS, jobMessage, makeFakeRunnerRoot, runnerFileJson } from '../support/runner-root.js';
+import { credentialsFileJson, FAKE_WORKER_JS, jobMessage, makeFakeRunnerRoot, PROJECT_ROOT, runnerFileJson } from '../support/runner-root.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -50,6 +50,7 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
       cancelPollMs: 50,
       stopSignal: stop.signal,
       workerEnv: { ...process.env, ACTIONS_RUNNER_HOOK_JOB_STARTED: undefined },
+      runnerInstall: { installer: join(PROJECT_ROOT, 'docker', 'install-runner.sh'), checksums: join(dir, 'no-checksums.txt') },
     };
   }
 
