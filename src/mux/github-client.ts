@@ -46,7 +46,8 @@ function commonOptions(options: GitHubClientOptions) {
       warn: (message: string) => logger.warn({ event: 'github-client-warning', detail: message.slice(0, 300) }),
       error: (message: string) => logger.error({ event: 'github-client-error', detail: message.slice(0, 300) }),
     },
-    retry: { retries: options.retries ?? 3, retryAfterBaseValue: options.retryAfterBaseValueMs ?? 1000 },
+    // 409 (a runner with that name exists) joins plugin-retry's list of answers a retry cannot change.
+    retry: { retries: options.retries ?? 3, retryAfterBaseValue: options.retryAfterBaseValueMs ?? 1000, doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451] },
     throttle: {
       onRateLimit: (retryAfter: number, request: { method: string; url: string }, _octokit: unknown, retryCount: number) => {
         logger.warn({ event: 'github-rate-limited', method: request.method, url: request.url, retryAfterSeconds: retryAfter, retryCount });

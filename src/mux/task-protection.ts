@@ -16,6 +16,8 @@ export interface TaskProtectionOptions {
   fetchImpl?: typeof fetch;
   retry?: { initialMs: number; maxMs: number };
   requestTimeoutMs?: number;
+  /** Renew this long after a successful request; default half of `expiresInMinutes`. */
+  renewAfterMs?: number;
   onChange?: (enabled: boolean) => void;
 }
 
@@ -78,7 +80,7 @@ export class TaskProtection {
       if (due) {
         if (await this.#put(desired)) {
           this.#failures = 0;
-          waitMs = desired ? Math.max(1_000, this.#renewAt - Date.now()) : undefined;
+          waitMs = desired ? Math.max(0, this.#renewAt - Date.now()) : undefined;
         } else {
           waitMs = restartDelay(this.#retryPolicy(), this.#failures++);
         }
@@ -118,7 +120,7 @@ export class TaskProtection {
         throw new Error(`HTTP ${response.status}: ${text.slice(0, 300)}`);
       }
       this.#applied = protect;
-      if (protect) this.#renewAt = Date.now() + (this.options.expiresInMinutes * 60_000) / 2;
+      if (protect) this.#renewAt = Date.now() + (this.options.renewAfterMs ?? (this.options.expiresInMinutes * 60_000) / 2);
       this.options.onChange?.(protect);
       this.options.logger.info({ event: protect ? 'task-protection-enabled' : 'task-protection-cleared', expiresInMinutes: protect ? this.options.expiresInMinutes : undefined });
       return true;
