@@ -81,6 +81,58 @@ export function buildProgram(): Command {
       process.exitCode = await runInstallWorkerCommand(runnerRoot);
     });
 
+
+  // Setup and deployment (src/infra): `init` writes a starter config; `deploy`, `diff` and
+  // `destroy` synthesize the CDK app from a config and run the AWS CDK CLI on it. The
+  // container images carry only the runtime bundle, so these say where they do work.
+  const infra = <T>(load: () => Promise<T>): Promise<T> =>
+    load().catch((error: unknown) => {
+      throw new Error(`this command runs from a cbactions checkout after "npm ci && npm run build" (${describeError(error)})`);
+    });
+  program
+    .command('init')
+    .description('write a commented starter config (asks when stdin is a terminal, else uses the flags)')
+    .option('--scope <scope>', 'org:NAME, repo:OWNER/NAME or enterprise:SLUG')
+    .option('--auth <kind>', 'app (GitHub App) or pat (personal access token)')
+    .option('--app-id <id>', 'GitHub App id (with --auth app)')
+    .option('--pool <spec>', 'a runner pool: NAME or NAME=LABEL,LABEL (repeatable)', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--project-name <name>', 'CodeBuild project name', 'cbactions')
+    .option('--stack-name <name>', 'CloudFormation stack name', 'cbactions')
+    .option('--region <region>', 'AWS region')
+    .option('--output <file>', 'where to write (never overwritten)', 'cbactions.yml')
+    .action(async (options: Record<string, string | string[] | undefined>) => {
+      const { runInitCommand } = await infra(() => import('../infra/init.js'));
+      process.exitCode = await runInitCommand(options);
+    });
+
+  for (const [name, description] of [
+    ['deploy', 'deploy the AWS resources for a config (ECS service, CodeBuild project, key, bucket, alarms)'],
+    ['diff', 'show what `deploy` would change'],
+    ['destroy', 'delete the deployed stack'],
+  ] as const) {
+    const command = program
+      .command(name)
+      .description(description)
+      .option('--config <file>', 'configuration file (default: $CBACTIONS_CONFIG)')
+      .option('--output-dir <dir>', 'where the synthesized CloudFormation assembly goes', 'cdk.out')
+      .option('--profile <name>', 'AWS profile for the CDK CLI');
+    if (name === 'deploy') {
+      command
+        .option('--dry-run', 'synthesize only (offline): print where the template went, deploy nothing')
+        .option('--require-approval <level>', 'never, any-change or broadening (the CDK CLI default)')
+        .option('--bootstrap', 'run `cdk bootstrap` for the target account and region first');
+    }
+    if (name === 'destroy') command.option('--force', 'do not ask for confirmation');
+    command.action(async (options: Record<string, string | boolean | undefined>) => {
+      const { runInfraCommand } = await infra(() => import('../infra/commands.js'));
+      process.exitCode = await runInfraCommand(name, options, {
+        stdout: (text) => process.stdout.write(text),
+        stderr: (text) => process.stderr.write(text),
+        env: process.env,
+      });
+    });
+  }
+
   return program;
 }
 

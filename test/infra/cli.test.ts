@@ -1,0 +1,180 @@
+import { execFile } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadConfigFile } from '../../src/config/load.js';
+import { cdkArguments } from '../../src/infra/commands.js';
+import { parsePoolSpec, parseScope, renderStarterConfig } from '../../src/infra/init.js';
+import { RepoFiles } from '../../src/infra/paths.js';
+import { ROOT } from './helpers.js';
+
+const execFileAsync = promisify(execFile);
+const CBACTIONS = join(ROOT, 'bin', 'cbactions');
+const BUNDLE = join(ROOT, RepoFiles.bundle);
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built binary as an operator would, with stdin not a terminal. */
+async function cbactions(args: string[], options: { cwd?: string; bin?: string } = {}): Promise<Run> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [options.bin ?? CBACTIONS, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, CBACTIONS_CONFIG: '' },
+      timeout: 120_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failure = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof failure.code === 'number' ? failure.code : -1, stdout: failure.stdout ?? '', stderr: failure.stderr ?? '' };
+  }
+}
+
+beforeAll(() => {
+  for (const file of [join(ROOT, 'dist/src/cli/main.js'), join(ROOT, 'dist/src/infra/commands.js'), BUNDLE]) {
+    if (!existsSync(file)) throw new Error(`${file} is missing: run "npm run build" before these process tests`);
+  }
+});
+
+describe('cbactions init (non-interactive)', () => {
+  it('writes a commented config that loads, then `deploy --dry-run` synthesizes it offline', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-init-'));
+    const config = join(dir, 'cbactions.yml');
+    const init = await cbactions(['init', '--scope', 'org:octo', '--auth', 'app', '--app-id', '4242', '--pool', 'small=linux,small', '--pool', 'docker', '--output', config]);
+    expect(init.stderr).toBe('');
+    expect(init.code).toBe(0);
+    expect(init.stdout).toContain(`wrote ${config}`);
+    const text = readFileSync(config, 'utf8');
+    expect(text).toMatch(/^# cbactions configuration/);
+    const loaded = await loadConfigFile(config);
+    expect(loaded.github.scope).toEqual({ organization: 'octo' });
+    expect(loaded.github.auth).toEqual({ app: { appId: 4242, privateKey: { env: 'CBACTIONS_GITHUB_APP_PRIVATE_KEY' } } });
+    expect(loaded.pools.map((pool) => [pool.name, pool.labels])).toEqual([
+      ['small', ['linux', 'small']],
+      ['docker', ['docker']],
+    ]);
+
+    const out = join(dir, 'cdk.out');
+    const deploy = await cbactions(['deploy', '--config', config, '--dry-run', '--output-dir', out], { cwd: dir });
+    expect(deploy.stderr).toBe('');
+    expect(deploy.code).toBe(0);
+    const templatePath = join(out, 'cbactions.template.json');
+    expect(deploy.stdout).toContain(`template: ${templatePath}`);
+    expect(deploy.stdout).toContain('dry run: nothing was deployed');
+    const template = JSON.parse(readFileSync(templatePath, 'utf8')) as { Resources: Record<string, { Type: string }> };
+    expect(Object.values(template.Resources).some((resource) => resource.Type === 'AWS::ECS::Service')).toBe(true);
+    expect(existsSync(join(out, 'manifest.json'))).toBe(true);
+  });
+
+  it('refuses to overwrite an existing file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-init-'));
+    const config = join(dir, 'cbactions.yml');
+    writeFileSync(config, 'mine\n');
+    const result = await cbactions(['init', '--scope', 'repo:octo/app', '--auth', 'pat', '--output', config]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('already exists; not overwriting it');
+    expect(readFileSync(config, 'utf8')).toBe('mine\n');
+  });
+
+  it('without a terminal, a missing --scope is an error that names the flag', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-init-'));
+    const result = await cbactions(['init', '--auth', 'pat', '--output', join(dir, 'x.yml')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--scope is required when stdin is not a terminal');
+    expect(existsSync(join(dir, 'x.yml'))).toBe(false);
+  });
+
+  it('rejects bad flag values by name', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-init-'));
+    for (const [args, message] of [
+      [['--scope', 'team:octo', '--auth', 'pat'], '--scope: expected org:NAME'],
+      [['--scope', 'org:octo', '--auth', 'ssh'], '--auth: expected app or pat'],
+      [['--scope', 'org:octo', '--auth', 'app'], '--app-id is required with --auth app'],
+      [['--scope', 'org:octo', '--auth', 'pat', '--pool', 'Big=x'], '--pool "Big=x": name:'],
+      [['--scope', 'org:octo', '--auth', 'pat', '--stack-name', '9'], 'deploy.stackName:'],
+    ] as const) {
+      const result = await cbactions(['init', ...args, '--output', join(dir, 'x.yml')]);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toContain(message);
+    }
+  });
+
+  it('runs from the single-file bundle too (deploy commands load the compiled tree)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-init-'));
+    const result = await cbactions(['init', '--scope', 'enterprise:acme', '--auth', 'pat', '--output', join(dir, 'c.yml')], { bin: BUNDLE });
+    expect(result.code).toBe(0);
+    expect((await loadConfigFile(join(dir, 'c.yml'))).github.scope).toEqual({ enterprise: 'acme' });
+  });
+});
+
+describe('cbactions deploy / diff / destroy', () => {
+  it('an invalid config fails the dry run with exit 2, naming the field', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-deploy-'));
+    const config = join(dir, 'bad.yml');
+    const valid = parseYaml(
+      renderStarterConfig({ scope: { organization: 'octo' }, auth: { kind: 'pat' }, pools: [{ name: 'default', labels: ['x'] }], projectName: 'cbactions', stackName: 'cbactions' }),
+    ) as Record<string, Record<string, unknown>>;
+    writeFileSync(config, JSON.stringify({ ...valid, deploy: { ...valid.deploy, memoryMiB: 100 } }));
+    const result = await cbactions(['deploy', '--config', config, '--dry-run', '--output-dir', join(dir, 'out')], { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('deploy.memoryMiB: 100 MiB is not a Fargate memory size');
+  });
+
+  it('without --config or CBACTIONS_CONFIG it says what to pass', async () => {
+    const result = await cbactions(['diff']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--config FILE (or CBACTIONS_CONFIG)');
+  });
+
+  it('hands the synthesized assembly to the CDK CLI', () => {
+    expect(cdkArguments('deploy', '/a', 'cb', { profile: 'ops', requireApproval: 'never' })).toEqual(['deploy', '--app', '/a', 'cb', '--profile', 'ops', '--require-approval', 'never']);
+    expect(cdkArguments('diff', '/a', 'cb')).toEqual(['diff', '--app', '/a', 'cb']);
+    expect(cdkArguments('destroy', '/a', 'cb', { force: true })).toEqual(['destroy', '--app', '/a', 'cb', '--force']);
+    expect(cdkArguments('bootstrap', '/a', 'cb')).toEqual(['bootstrap', '--app', '/a']);
+  });
+});
+
+describe('init helpers', () => {
+  it('parses scopes and pools', () => {
+    expect(parseScope('org:octo')).toEqual({ organization: 'octo' });
+    expect(parseScope('repo:octo/app')).toEqual({ repository: 'octo/app' });
+    expect(parseScope('enterprise:acme')).toEqual({ enterprise: 'acme' });
+    expect(() => parseScope('repo:octo')).toThrow(/--scope/);
+    expect(parsePoolSpec('gpu=gpu, linux')).toEqual({ name: 'gpu', labels: ['gpu', 'linux'] });
+    expect(parsePoolSpec('small')).toEqual({ name: 'small', labels: ['small'] });
+  });
+});
+
+describe('image layout', () => {
+  it('the bundle at dist/src/cli/main.js of an /opt/cbactions-like tree installs a shim that runs that tree\'s bin/cbactions', async () => {
+    // What docker/*.Dockerfile lay out: package.json (type module), bin/cbactions, the bundle.
+    const install = mkdtempSync(join(tmpdir(), 'image-layout-'));
+    mkdirSync(join(install, 'bin'));
+    mkdirSync(join(install, 'dist', 'src', 'cli'), { recursive: true });
+    mkdirSync(join(install, 'src', 'preload'), { recursive: true });
+    copyFileSync(join(ROOT, 'docker', 'image-package.json'), join(install, 'package.json'));
+    copyFileSync(CBACTIONS, join(install, 'bin', 'cbactions'));
+    copyFileSync(BUNDLE, join(install, 'dist', 'src', 'cli', 'main.js'));
+    const runner = mkdtempSync(join(tmpdir(), 'image-runner-'));
+    mkdirSync(join(runner, 'bin'));
+    writeFileSync(join(runner, 'bin', 'Runner.Worker'), 'real worker\n');
+
+    const result = await cbactions(['install-worker', runner], { bin: join(install, 'bin', 'cbactions') });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const shim = readFileSync(join(runner, 'bin', 'Runner.Worker'), 'utf8');
+    expect(shim).toContain(`'${join(install, 'bin', 'cbactions')}' worker "$@"`);
+    expect(readFileSync(join(runner, 'bin', 'Runner.Worker.orig'), 'utf8')).toBe('real worker\n');
+
+    // And the deploy commands say what is missing instead of crashing the binary.
+    const deploy = await cbactions(['deploy', '--config', '/nonexistent.yml', '--dry-run'], { bin: join(install, 'bin', 'cbactions') });
+    expect(deploy.code).not.toBe(0);
+    expect(deploy.stderr).toContain('this command runs from a cbactions checkout');
+  });
+});
