@@ -81,7 +81,6 @@ export function buildProgram(): Command {
       process.exitCode = await runInstallWorkerCommand(runnerRoot);
     });
 
-
   // Setup and deployment (src/infra): `init` writes a starter config; `deploy`, `diff` and
   // `destroy` synthesize the CDK app from a config and run the AWS CDK CLI on it. The
   // container images carry only the runtime bundle, so these say where they do work.
