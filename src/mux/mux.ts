@@ -12,7 +12,7 @@ import type { Logger } from '../util/logger.js';
 import { chooseIsolation, IsolationErrorCode, type IsolationChoice } from './isolation.js';
 import { MuxMetrics } from './metrics.js';
 import { isOwnRunnerName } from './naming.js';
-import type { RunnerGroup, RunnerRegistry } from './runner-registry.js';
+import type { RegisteredRunner, RunnerGroup, RunnerRegistry } from './runner-registry.js';
 import { scopeWebUrl } from './scope.js';
 import { ISOLATION_ENV_NAMES, prepareSlotLayout } from './slot-layout.js';
 import { Slot } from './slot.js';
@@ -209,26 +209,39 @@ export class Mux {
     return group;
   }
 
-  /** Offline registrations named like this host's, left by an earlier life of this container. */
-  async #removeStaleRegistrations(signal: AbortSignal): Promise<void> {
+  /** Runners named as this host names them for its pools. */
+  async #ownRunners(signal?: AbortSignal): Promise<RegisteredRunner[] | undefined> {
     const { config } = this.deps;
     const pools = config.pools.map((pool) => pool.name);
-    let runners;
     try {
-      runners = await this.deps.registry.listRunners({ signal });
+      const runners = await this.deps.registry.listRunners({ signal });
+      return runners.filter((runner) => isOwnRunnerName(runner.name, config.github.namePrefix, this.deps.hostname, pools));
     } catch (error) {
-      this.#log.warn({ event: 'stale-registrations-list-failed', error: describeError(error) });
-      return;
+      this.#log.warn({ event: 'registrations-list-failed', error: describeError(error) });
+      return undefined;
     }
-    const stale = runners.filter((runner) => runner.status === 'offline' && isOwnRunnerName(runner.name, config.github.namePrefix, this.deps.hostname, pools));
-    for (const runner of stale) {
+  }
+
+  async #deleteAll(runners: RegisteredRunner[], event: string, signal?: AbortSignal): Promise<void> {
+    for (const runner of runners) {
       try {
         await this.deps.registry.deleteRunner(runner.id, { signal });
-        this.#log.info({ event: 'stale-registration-removed', runner: runner.name, runnerId: runner.id });
+        this.#registrations.delete(runner.id);
+        this.#log.info({ event, runner: runner.name, runnerId: runner.id, status: runner.status });
       } catch (error) {
-        this.#log.warn({ event: 'stale-registration-remove-failed', runner: runner.name, runnerId: runner.id, error: describeError(error) });
+        this.#log.warn({ event: `${event}-failed`, runner: runner.name, runnerId: runner.id, error: describeError(error) });
       }
     }
+  }
+
+  /**
+   * Offline registrations named like this host's, left by an earlier life of this
+   * container (online ones might belong to a listener still running elsewhere under the
+   * same host name, so they are left alone).
+   */
+  async #removeStaleRegistrations(signal: AbortSignal): Promise<void> {
+    const own = await this.#ownRunners(signal);
+    if (own) await this.#deleteAll(own.filter((runner) => runner.status === 'offline'), 'stale-registration-removed', signal);
   }
 
   #listenerEnv(pool: string, slotId: string, stateDir: string): NodeJS.ProcessEnv {
@@ -298,16 +311,17 @@ export class Mux {
     pool.stop.abort();
   }
 
-  /** Registrations whose removal failed while running get one more try at exit. */
+  /**
+   * At exit every slot has stopped: remove the registrations the slots failed to delete,
+   * and offline ones named like this host's — an interrupted generate-jitconfig may have
+   * created a runner whose id never reached us. As at start-up, online ones that are not
+   * ours are left alone.
+   */
   async #removeRemainingRegistrations(): Promise<void> {
-    for (const [runnerId, name] of [...this.#registrations]) {
-      try {
-        const existed = await this.deps.registry.deleteRunner(runnerId);
-        this.#registrations.delete(runnerId);
-        this.#log.info({ event: 'registration-removed', runner: name, runnerId, existed });
-      } catch (error) {
-        this.#log.warn({ event: 'registration-remove-failed', runner: name, runnerId, error: describeError(error) });
-      }
-    }
+    const tracked = [...this.#registrations].map(([id, name]) => ({ id, name, status: 'unknown', busy: false, labels: [] }));
+    await this.#deleteAll(tracked, 'registration-removed');
+    const own = await this.#ownRunners();
+    const leftovers = (own ?? []).filter((runner) => runner.status === 'offline' && !tracked.some((entry) => entry.id === runner.id));
+    if (leftovers.length > 0) await this.#deleteAll(leftovers, 'leftover-registration-removed');
   }
 }

@@ -63,12 +63,26 @@ export class OctokitRunnerRegistry implements RunnerRegistry {
     this.#path = scopeApiPath(scope);
   }
 
+  /**
+   * The caller's signal is relayed through a signal of our own, aborted without a reason:
+   * fetch then rejects with a plain AbortError, which @octokit/request passes through and
+   * plugin-retry does not retry. A signal aborted with a custom reason (as the mux's root
+   * signal is) would surface as an HTTP-500-like error and be retried for seconds.
+   */
   async #call(method: string, path: string, params: Record<string, unknown>, options: RequestOptions | undefined, what: string): Promise<unknown> {
+    const relay = new AbortController();
+    const onAbort = () => relay.abort();
+    const signal = options?.signal;
+    if (signal?.aborted) relay.abort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const response = await this.octokit.request(`${method} ${path}`, { ...params, request: { signal: options?.signal } });
+      const response = await this.octokit.request(`${method} ${path}`, { ...params, request: { signal: relay.signal } });
       return response.data;
     } catch (error) {
+      if (relay.signal.aborted) throw new CbactionsError(RegistryErrorCode.Aborted, `${what}: aborted (the mux is stopping)`, { cause: error });
       throw toError(error, what);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 

@@ -57,6 +57,7 @@ export const RegistryErrorCode = {
   Invalid: 'GITHUB_INVALID_REQUEST',
   RateLimited: 'GITHUB_RATE_LIMITED',
   Failed: 'GITHUB_REQUEST_FAILED',
+  Aborted: 'GITHUB_REQUEST_ABORTED',
   BadResponse: 'GITHUB_BAD_RESPONSE',
   RunnerGroupNotFound: 'GITHUB_RUNNER_GROUP_NOT_FOUND',
   InstallationNotFound: 'GITHUB_INSTALLATION_NOT_FOUND',
