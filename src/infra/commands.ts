@@ -33,14 +33,23 @@ export interface CommandIo {
 
 const APPROVAL_LEVELS = new Set(['never', 'any-change', 'broadening']);
 
-/** Arguments of the CDK CLI for a command on an already synthesized assembly. */
-export function cdkArguments(command: CdkCommand | 'bootstrap', assemblyDir: string, stackName: string, options: InfraCommandOptions = {}): string[] {
-  const args = [command, '--app', assemblyDir];
+/**
+ * Arguments of the CDK CLI. `app` is the command that synthesizes this app (src/infra/main.ts
+ * reading CBACTIONS_CONFIG), so the CLI can do the context lookups an offline synthesis
+ * can't (availability zones of an account-specific stack) and cache them in cdk.context.json.
+ */
+export function cdkArguments(command: CdkCommand | 'bootstrap', app: string, outdir: string, stackName: string, options: InfraCommandOptions = {}): string[] {
+  const args = [command, '--app', app, '--output', outdir];
   if (command !== 'bootstrap') args.push(stackName);
   if (options.profile !== undefined) args.push('--profile', options.profile);
   if (command === 'deploy' && options.requireApproval !== undefined) args.push('--require-approval', options.requireApproval);
   if (command === 'destroy' && options.force === true) args.push('--force');
   return args;
+}
+
+/** `"node" "<root>/dist/src/infra/main.js"`, quoted for the CDK CLI's shell-like splitting. */
+export function cdkAppCommand(root: string): string {
+  return `"${process.execPath}" "${join(root, 'dist', 'src', 'infra', 'main.js')}"`;
 }
 
 /** The CDK CLI (devDependency `aws-cdk`) of this checkout. */
@@ -54,9 +63,9 @@ export function cdkCliPath(root: string): string {
   return join(dirname(packageJson), 'bin', 'cdk');
 }
 
-function runCdk(cli: string, args: string[]): Promise<number> {
+function runCdk(cli: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: 'inherit' });
+    const child = spawn(process.execPath, [cli, ...args], { stdio: 'inherit', env });
     child.once('error', reject);
     child.once('exit', (code, signal) => resolvePromise(code ?? (signal ? 128 : 1)));
   });
@@ -87,6 +96,9 @@ export async function runInfraCommand(command: CdkCommand, options: InfraCommand
     const result = await synthesize(resolve(configPath), { outdir, root });
     for (const warning of result.warnings) io.stderr(`warning: ${warning}\n`);
     io.stdout(`synthesized stack ${result.stackName}\n  template: ${result.templatePath}\n  assembly: ${result.assemblyDir}\n`);
+    if (result.lookups.length > 0) {
+      io.stdout(`  looked up at deploy time (placeholders offline): ${result.lookups.join(', ')}\n`);
+    }
     if (command === 'deploy' && options.dryRun === true) {
       io.stdout('dry run: nothing was deployed\n');
       return ExitCode.Ok;
@@ -94,12 +106,17 @@ export async function runInfraCommand(command: CdkCommand, options: InfraCommand
     if (command === 'deploy' && result.buildsImages && !existsSync(join(root, RepoFiles.bundle))) {
       throw new CbactionsError(InfraErrorCode.NotBuilt, `${RepoFiles.bundle} is missing and the images copy it: run "npm run build" first`);
     }
+    if (!existsSync(join(root, 'dist', 'src', 'infra', 'main.js'))) {
+      throw new CbactionsError(InfraErrorCode.NotBuilt, 'dist/src/infra/main.js is missing: run "npm run build" first');
+    }
     const cli = cdkCliPath(root);
+    const app = cdkAppCommand(root);
+    const env = { ...process.env, CBACTIONS_CONFIG: resolve(configPath) };
     if (command === 'deploy' && options.bootstrap === true) {
-      const code = await runCdk(cli, cdkArguments('bootstrap', result.assemblyDir, result.stackName, options));
+      const code = await runCdk(cli, cdkArguments('bootstrap', app, outdir, result.stackName, options), env);
       if (code !== 0) return code;
     }
-    return await runCdk(cli, cdkArguments(command, result.assemblyDir, result.stackName, options));
+    return await runCdk(cli, cdkArguments(command, app, outdir, result.stackName, options), env);
   } catch (error) {
     if (!isCbactionsError(error)) throw error;
     io.stderr(`cbactions ${command}: ${error.message}\n`);

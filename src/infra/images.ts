@@ -14,6 +14,7 @@ export const DOCKER_CONTEXT_EXCLUDE: readonly string[] = [
   '!bin/cbactions',
   `!${RepoFiles.bundle}`,
   '!docker/**',
+  'docker/*.md',
   '!src/preload/Makefile',
   '!src/preload/*.c',
 ];

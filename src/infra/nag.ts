@@ -9,6 +9,10 @@ import type { Cbactions } from './cbactions.js';
  * listed here fails `cbactions deploy` (and the tests).
  */
 
+/** `arn:<partition>:` and `<region>:<account>` as cdk-nag prints them: tokens or literals. */
+const ARN_PREFIX = 'arn:(?:<AWS::Partition>|aws[a-z-]*):';
+const REGION_ACCOUNT = '(?:<AWS::Region>|[a-z0-9-]+):(?:<AWS::AccountId>|\\d{12})';
+
 const ECR_TOKEN = 'ecr:GetAuthorizationToken has no resource-level permissions; it only lets the role log in to ECR, pulls are limited to the image repositories.';
 
 /** `Resource::<LogicalId.Arn>…` of a construct path fragment, whatever the stack calls it. */
@@ -25,7 +29,7 @@ function buildRoleSuppressions(permissions: RolePermissions | undefined): NagPac
       reason:
         `${ECR_TOKEN} In VPC builds, CodeBuild's documented ENI permissions (ec2:CreateNetworkInterface, ec2:Describe*) take no resource ` +
         'and CreateNetworkInterfacePermission is limited to the configured subnets and to CodeBuild.',
-      appliesTo: ['Resource::*', { regex: '/^Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface\\/\\*$/g' }],
+      appliesTo: ['Resource::*', { regex: `/^Resource::${ARN_PREFIX}ec2:${REGION_ACCOUNT}:network-interface\\/\\*$/g` }],
     },
     {
       id: 'AwsSolutions-IAM5',
@@ -33,8 +37,8 @@ function buildRoleSuppressions(permissions: RolePermissions | undefined): NagPac
         "aws-codebuild's Project always grants its default log group (/aws/codebuild/<project>, one stream per build) and report groups named <project>-*; " +
         'builds log to the stack log group and create no reports, so these grants reach nothing else.',
       appliesTo: [
-        { regex: '/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:\\/aws\\/codebuild\\/<[A-Za-z0-9]+>:\\*$/g' },
-        { regex: '/^Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group\\/<[A-Za-z0-9]+>-\\*$/g' },
+        { regex: `/^Resource::${ARN_PREFIX}logs:${REGION_ACCOUNT}:log-group:\\/aws\\/codebuild\\/<[A-Za-z0-9]+>:\\*$/g` },
+        { regex: `/^Resource::${ARN_PREFIX}codebuild:${REGION_ACCOUNT}:report-group\\/<[A-Za-z0-9]+>-\\*$/g` },
       ],
     },
   ];
@@ -84,12 +88,12 @@ export function suppressJustifiedFindings(_stack: Stack, cbactions: Cbactions): 
     {
       id: 'AwsSolutions-IAM5',
       reason: "Task ids are assigned at launch; scale-in protection is limited to this stack's own cluster.",
-      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task\\/<[A-Za-z0-9]+>\\/\\*$/g' }],
+      appliesTo: [{ regex: `/^Resource::${ARN_PREFIX}ecs:${REGION_ACCOUNT}:task\\/<[A-Za-z0-9]+>\\/\\*$/g` }],
     },
     {
       id: 'AwsSolutions-IAM5',
       reason: 'A secret named in the config is referenced by name; Secrets Manager appends six random characters to its ARN (-??????).',
-      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:secretsmanager:.*-\\?\\?\\?\\?\\?\\?$/g' }],
+      appliesTo: [{ regex: `/^Resource::${ARN_PREFIX}secretsmanager:.*-\\?\\?\\?\\?\\?\\?$/g` }],
     },
   ]);
   add(cbactions.taskDefinition, [

@@ -23,6 +23,11 @@ export interface SynthResult {
   buildsImages: boolean;
   /** Warnings of the synthesis (construct warnings; cdk-nag findings are errors). */
   warnings: string[];
+  /**
+   * Values CDK looks up in the account (the availability zones of a new VPC when the stack
+   * names its account and region). Offline they are placeholders; the CDK CLI looks them up.
+   */
+  lookups: string[];
 }
 
 /** True when the config leaves an image to be built from this repository. */
@@ -64,6 +69,7 @@ export function synthesizeConfig(config: Config, options: SynthOptions): SynthRe
     templatePath: artifact.templateFullPath,
     buildsImages: images,
     warnings: artifact.messages.filter((message) => message.level === 'warning').map(describe),
+    lookups: (assembly.manifest.missing ?? []).map((missing) => missing.key),
   };
 }
 

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
-import { cdkArguments } from '../../src/infra/commands.js';
+import { cdkAppCommand, cdkArguments } from '../../src/infra/commands.js';
 import { parsePoolSpec, parseScope, renderStarterConfig } from '../../src/infra/init.js';
 import { RepoFiles } from '../../src/infra/paths.js';
 import { ROOT } from './helpers.js';
@@ -132,11 +132,14 @@ describe('cbactions deploy / diff / destroy', () => {
     expect(result.stderr).toContain('--config FILE (or CBACTIONS_CONFIG)');
   });
 
-  it('hands the synthesized assembly to the CDK CLI', () => {
-    expect(cdkArguments('deploy', '/a', 'cb', { profile: 'ops', requireApproval: 'never' })).toEqual(['deploy', '--app', '/a', 'cb', '--profile', 'ops', '--require-approval', 'never']);
-    expect(cdkArguments('diff', '/a', 'cb')).toEqual(['diff', '--app', '/a', 'cb']);
-    expect(cdkArguments('destroy', '/a', 'cb', { force: true })).toEqual(['destroy', '--app', '/a', 'cb', '--force']);
-    expect(cdkArguments('bootstrap', '/a', 'cb')).toEqual(['bootstrap', '--app', '/a']);
+  it('runs the CDK CLI on this app, so it can look up what an offline synthesis can not', () => {
+    expect(cdkAppCommand('/repo')).toBe(`"${process.execPath}" "/repo/dist/src/infra/main.js"`);
+    expect(cdkArguments('deploy', 'APP', '/out', 'cb', { profile: 'ops', requireApproval: 'never' })).toEqual([
+      'deploy', '--app', 'APP', '--output', '/out', 'cb', '--profile', 'ops', '--require-approval', 'never',
+    ]);
+    expect(cdkArguments('diff', 'APP', '/out', 'cb')).toEqual(['diff', '--app', 'APP', '--output', '/out', 'cb']);
+    expect(cdkArguments('destroy', 'APP', '/out', 'cb', { force: true })).toEqual(['destroy', '--app', 'APP', '--output', '/out', 'cb', '--force']);
+    expect(cdkArguments('bootstrap', 'APP', '/out', 'cb')).toEqual(['bootstrap', '--app', 'APP', '--output', '/out']);
   });
 });
 

@@ -1,8 +1,12 @@
 import { Match } from 'aws-cdk-lib/assertions';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { parseEcrImageUri } from '../../src/infra/images.js';
+import { synthesizeConfig } from '../../src/infra/synth.js';
 import { configInput, synth } from './helpers.js';
 
 function problems(input: ConfigInput): string {
@@ -113,5 +117,16 @@ describe('image URIs', () => {
   it('leaves every other registry alone', () => {
     expect(parseEcrImageUri('public.ecr.aws/example/build:1')).toBeUndefined();
     expect(parseEcrImageUri('ghcr.io/octo/cbactions:1')).toBeUndefined();
+  });
+});
+
+describe('an account-specific stack', () => {
+  it('synthesizes offline, and names the values the CDK CLI looks up at deploy', () => {
+    const outdir = mkdtempSync(join(tmpdir(), 'cbactions-synth-'));
+    const result = synthesizeConfig(parseConfig(configInput({ deploy: { account: '123456789012', region: 'eu-west-1' } })), { outdir });
+    expect(result.stackName).toBe('cbactions');
+    expect(result.templatePath).toBe(join(outdir, 'cbactions.template.json'));
+    expect(result.lookups.some((key) => key.startsWith('availability-zones:account=123456789012:region=eu-west-1'))).toBe(true);
+    expect(existsSync(result.templatePath)).toBe(true);
   });
 });
