@@ -140,23 +140,32 @@ export class Mux {
     this.#statusServer = await startStatusServer({ host: config.mux.statusHost, port: config.mux.statusPort, status: () => this.status(), metrics: this.metrics.registry, logger: this.#log });
     this.#log.info({ event: 'mux-started', statusUrl: this.#statusServer.url, pools: this.#pools.map((pool) => ({ name: pool.name, slots: pool.slots.length, labels: pool.labels })), isolation: this.#isolation.kind });
 
-    const running = this.#pools.flatMap((pool) => pool.slots.map((slot) => slot.run(AbortSignal.any([signal, pool.stop.signal]))));
-    const allDone = Promise.all(running);
     let exitCode = 0;
-    const aborted = new Promise<'abort'>((resolveAbort) => {
-      if (signal.aborted) resolveAbort('abort');
-      else signal.addEventListener('abort', () => resolveAbort('abort'), { once: true });
-    });
-    const first = await Promise.race([allDone.then(() => 'done' as const), aborted]);
-    if (first === 'abort') {
-      exitCode = await this.#drain(allDone);
-    } else {
-      this.#log.error({ event: 'all-pools-stopped', pools: this.#pools.map((pool) => ({ name: pool.name, reason: pool.stopped?.reason })) });
-      exitCode = 1;
+    try {
+      const running = this.#pools.flatMap((pool) => pool.slots.map((slot) => slot.run(AbortSignal.any([signal, pool.stop.signal]))));
+      const allDone = Promise.all(running);
+      const aborted = new Promise<'abort'>((resolveAbort) => {
+        if (signal.aborted) resolveAbort('abort');
+        else signal.addEventListener('abort', () => resolveAbort('abort'), { once: true });
+      });
+      const first = await Promise.race([allDone.then(() => 'done' as const), aborted]);
+      if (first === 'abort') {
+        exitCode = await this.#drain(allDone);
+      } else {
+        this.#log.error({ event: 'all-pools-stopped', pools: this.#pools.map((pool) => ({ name: pool.name, reason: pool.stopped?.reason })) });
+        exitCode = 1;
+      }
+    } catch (error) {
+      // A bug, not a listener's fault: stop every listener (own process groups would
+      // outlive us) before main reports the error.
+      this.#log.fatal({ event: 'mux-crashed', error: describeError(error) });
+      await Promise.all(this.#slots.map((slot) => slot.forceStop()));
+      throw error;
+    } finally {
+      await this.#removeRemainingRegistrations();
+      await this.#protection.close();
+      await this.#statusServer.close();
     }
-    await this.#removeRemainingRegistrations();
-    await this.#protection.close();
-    await this.#statusServer.close();
     this.#log.info({ event: 'mux-stopped', exitCode });
     return exitCode;
   }

@@ -34,6 +34,15 @@ const WORK_FOLDER = '_work';
 const CONFIGURE_TIMEOUT_MS = 120_000;
 const MAX_LOGGED_LINE = 500;
 
+/** How one listener run ended. */
+interface ListenerOutcome {
+  exit: ListenerExitInfo;
+  jobStarted: boolean;
+  durationMs: number;
+  /** The mux stopped it (drain, pool stop): not an exit to react to. */
+  stoppedByMux: boolean;
+}
+
 export interface Registration {
   runnerId: number;
   name: string;
@@ -105,7 +114,7 @@ export class Slot {
     return this.options.pool;
   }
 
-  /** A job runs: announced on stdout, or a Runner.Worker child exists (see `isBusy`). */
+  /** A job runs (or is finishing while the mux stops): such a slot holds task protection. */
   get busy(): boolean {
     return this.#state === 'busy' || this.#state === 'draining';
   }
@@ -171,7 +180,17 @@ export class Slot {
             continue;
           }
         }
-        const outcome = await this.#runListener(this.#registration, stop);
+        let outcome: ListenerOutcome;
+        try {
+          outcome = await this.#runListener(this.#registration, stop);
+        } catch (error) {
+          // The registration files could not be written (disk full, permissions): keep the
+          // registration, back off, try again; never let one slot take the mux down.
+          if (stop.aborted) break;
+          this.#log.error({ event: 'listener-start-failed', runner: this.#registration.name, error: describeError(error) });
+          await this.#pause(stop);
+          continue;
+        }
         if (outcome.stoppedByMux) break;
         const action = this.#handleExit(outcome.exit, outcome.jobStarted, outcome.durationMs);
         if (action.kind === 'stop-pool') {
@@ -276,7 +295,7 @@ export class Slot {
     return { runnerId: enforced.settings.agentId, name: enforced.settings.agentName, files };
   }
 
-  async #runListener(registration: Registration, stop: AbortSignal): Promise<{ exit: ListenerExitInfo; jobStarted: boolean; durationMs: number; stoppedByMux: boolean }> {
+  async #runListener(registration: Registration, stop: AbortSignal): Promise<ListenerOutcome> {
     const { layout } = this.options;
     await writeRegistrationFiles(layout.configDir, registration.files);
     this.#jobStarted = false;

@@ -2,7 +2,7 @@
  * Process tests of the built `cbactions mux` against the fake GitHub and the fake
  * Runner.Listener: registration, jobs, re-registration, clean-up, isolation.
  */
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -59,6 +59,33 @@ describe('cbactions mux: pools of real listeners', () => {
     expect(new Set(slotAgentNames)).toEqual(new Set(runners.map((runner) => runner.name)));
     for (const slot of slotDirs) {
       expect((lstatSync(join(stateDir, 'slots', slot, '.credentials_rsaparams')).mode & 0o777).toString(8)).toBe('600');
+    }
+
+    // The listeners' environment: how they were started (recorded by the fake listener).
+    const evidence = readdirSync(join(runnerRoot, '_diag'))
+      .filter((name) => name.startsWith('fake-listener-'))
+      .map((name) => JSON.parse(readFileSync(join(runnerRoot, '_diag', name), 'utf8')) as { argv: string[]; cwd: string; env: Record<string, string | undefined>; envNames: string[] });
+    expect(evidence).toHaveLength(6);
+    for (const started of evidence) {
+      const slot = started.env.CBACTIONS_SLOT as string;
+      expect(slotDirs).toContain(slot);
+      // Without --jitconfig: the mux wrote the files, the key is not on argv.
+      expect(started.argv).toEqual(['run']);
+      expect(started.cwd).toBe(realpathSync(runnerRoot));
+      expect(started.env).toEqual({
+        CBACTIONS_CONFIG: configPath,
+        CBACTIONS_POOL: slot.replace(/-\d+$/, ''),
+        CBACTIONS_SLOT: slot,
+        CBACTIONS_WORKER_LOG: join(stateDir, 'logs', `${slot}.worker.log`),
+        CBACTIONS_PRELOAD_ROOT: realpathSync(runnerRoot),
+        CBACTIONS_PRELOAD_SLOT_DIR: join(stateDir, 'slots', slot),
+        LD_PRELOAD: PRELOAD_SO,
+        RUNNER_ALLOW_RUNASROOT: process.getuid?.() === 0 ? '1' : undefined,
+        ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1',
+      });
+      // The variable holding the GitHub token is not passed on.
+      expect(started.envNames).not.toContain('FAKE_GH_TOKEN');
+      expect(started.envNames).toContain('PATH');
     }
 
     // Four jobs per pool: more jobs than slots, so slots must re-register to take them all.
