@@ -20,7 +20,7 @@ import { DeploySchema, type DeployConfig } from '../config/deploy-schema.js';
 import type { Config, Pool } from '../config/schema.js';
 import { CbactionsError } from '../util/errors.js';
 import { applyRolePermissions, buildPayloadStatements, taskPayloadStatements, vpcBuildStatements, type PayloadLocation } from './iam.js';
-import { ecrRepositoryFor, parseEcrImageUri, repositoryImage, type ImageArchitecture } from './images.js';
+import { ecrRepositoryFor, parseEcrImageUri, repositoryImage } from './images.js';
 import { Monitoring } from './monitoring.js';
 import { InfraErrorCode, RepoFiles } from './paths.js';
 import { githubCredentialSource, payloadPrefix, runtimeConfig, type RuntimeConfig } from './runtime-config.js';
@@ -89,7 +89,8 @@ function invalid(field: string, message: string): CbactionsError {
   return new CbactionsError(InfraErrorCode.Invalid, `${field}: ${message}`);
 }
 
-const ARM_ENVIRONMENTS = new Set(['ARM_CONTAINER', 'ARM_EC2', 'ARM_LAMBDA_CONTAINER']);
+/** ARM environments that run container images (Lambda compute has images of its own). */
+const ARM_ENVIRONMENTS = new Set(['ARM_CONTAINER', 'ARM_EC2']);
 
 /**
  * Everything cbactions runs on in AWS: the listener service (ECS Fargate), the CodeBuild
@@ -210,9 +211,8 @@ export class Cbactions extends Construct {
       : undefined;
 
     // ---- Images.
-    const architectures = new Set<ImageArchitecture>(['x86_64']);
-    const armPools = config.pools.filter((pool) => ARM_ENVIRONMENTS.has(pool.build.environmentType) && pool.build.image === undefined && pool.build.fleetArn === undefined);
-    const needsAsset = (image: string | undefined) => image === undefined;
+    // ARM pools (on-demand or on an ARM fleet) can't run the project's x86_64 image.
+    const armPools = config.pools.filter((pool) => ARM_ENVIRONMENTS.has(pool.build.environmentType) && pool.build.image === undefined);
     const requireAssets = () => {
       if (props.assetDirectory === undefined) throw invalid('deploy.images', 'no image given and no repository to build one from (assetDirectory)');
       if (props.runnerVersion === undefined) throw invalid('deploy.images', `building images needs the runner version (${RepoFiles.runnerVersion})`);
@@ -221,19 +221,18 @@ export class Cbactions extends Construct {
     let buildImage: codebuild.IBuildImage;
     let buildImageRepository: ecr.IRepository | undefined;
     const poolImages = new Map<string, string>();
-    if (needsAsset(deploy.images.build)) {
+    if (deploy.images.build === undefined) {
       const assets = requireAssets();
       const asset = repositoryImage(this, 'BuildImage', { ...assets, file: RepoFiles.buildDockerfile, architecture: 'x86_64' });
       buildImage = codebuild.LinuxBuildImage.fromEcrRepository(asset.repository, asset.imageTag);
       buildImageRepository = asset.repository;
       if (armPools.length > 0) {
         // The project's image is x86_64; ARM pools get an arm64 build of the same Dockerfile.
-        architectures.add('arm64');
         const armAsset = repositoryImage(this, 'BuildImageArm64', { ...assets, file: RepoFiles.buildDockerfile, architecture: 'arm64' });
         for (const pool of armPools) poolImages.set(pool.name, armAsset.imageUri);
       }
     } else {
-      const uri = deploy.images.build as string;
+      const uri = deploy.images.build;
       const ecrImage = parseEcrImageUri(uri);
       if (ecrImage) {
         buildImageRepository = ecrRepositoryFor(this, 'BuildImageRepository', ecrImage);
@@ -440,13 +439,13 @@ export class Cbactions extends Construct {
       },
     });
     let listenerImage: ecs.ContainerImage;
-    if (needsAsset(deploy.images.listener)) {
+    if (deploy.images.listener === undefined) {
       const assets = requireAssets();
       listenerImage = ecs.ContainerImage.fromDockerImageAsset(
         repositoryImage(this, 'ListenerImage', { ...assets, file: RepoFiles.listenerDockerfile, architecture: deploy.architecture }),
       );
     } else {
-      const uri = deploy.images.listener as string;
+      const uri = deploy.images.listener;
       const ecrImage = parseEcrImageUri(uri);
       listenerImage = ecrImage ? ecs.ContainerImage.fromEcrRepository(ecrRepositoryFor(this, 'ListenerImageRepository', ecrImage), ecrImage.tagOrDigest) : ecs.ContainerImage.fromRegistry(uri);
     }
