@@ -76,9 +76,10 @@ function usage(message: string): CbactionsError {
 }
 
 /**
- * `cbactions deploy | diff | destroy`: synthesize the stack from the config (offline,
- * cdk-nag checked), then hand the assembly to the CDK CLI. `deploy --dry-run` stops after
- * the synthesis and says where the template is.
+ * `cbactions deploy | diff | destroy`: synthesize the stack from the config offline (cdk-nag
+ * checked, so a bad config fails here, by field, before anything talks to AWS), then run the
+ * CDK CLI on the same app. `deploy --dry-run` stops after the synthesis and says where the
+ * template is.
  */
 export async function runInfraCommand(command: CdkCommand, options: InfraCommandOptions, io: CommandIo): Promise<number> {
   try {
