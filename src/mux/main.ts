@@ -85,7 +85,7 @@ export async function runMuxCommand(options: { config?: string }): Promise<numbe
       hostname: hostname(),
       isRoot: process.getuid?.() === 0,
       ecsAgentUri: env[MuxEnv.EcsAgentUri] || undefined,
-      defaultPreloadPath: builtPreloadArtifacts().preloadPath,
+      defaultPreloadPath: () => builtPreloadArtifacts().preloadPath,
       probePreload,
       installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, cliPath()),
     });

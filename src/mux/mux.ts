@@ -7,6 +7,7 @@ import { mkdir, realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { ProbePreloadOptions, ProbePreloadResult } from '../preload/probe.js';
+import { ExitCode } from '../protocol/exit-codes.js';
 import { CbactionsError, describeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { chooseIsolation, IsolationErrorCode, type IsolationChoice } from './isolation.js';
@@ -23,6 +24,8 @@ import { TaskProtection } from './task-protection.js';
 /** Environment variables the mux sets for every listener (and so for the worker it starts). */
 export const ListenerEnv = {
   Config: 'CBACTIONS_CONFIG',
+  /** The runner root as this slot's listener sees it (the slot's own root under hard-link isolation). */
+  RunnerRoot: 'CBACTIONS_RUNNER_ROOT',
   Pool: 'CBACTIONS_POOL',
   Slot: 'CBACTIONS_SLOT',
   WorkerLog: 'CBACTIONS_WORKER_LOG',
@@ -30,8 +33,12 @@ export const ListenerEnv = {
   VersionDeprecatedExitCode: 'ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE',
 } as const;
 
-/** Inputs the listener reads that must come only from the mux (RUNNER-PROTOCOL §5). */
-const STRIPPED_ENV = ['ACTIONS_RUNNER_INPUT_JITCONFIG', 'ACTIONS_RUNNER_INPUT_TOKEN', ...ISOLATION_ENV_NAMES];
+/**
+ * `ACTIONS_RUNNER_INPUT_<ARG>` stands in for any listener argument (`--jitconfig`, `--token`,
+ * `--url`, …): only the mux decides those. Stray isolation variables are dropped too.
+ */
+const STRIPPED_ENV_PREFIX = 'ACTIONS_RUNNER_INPUT_';
+const STRIPPED_ENV: readonly string[] = ISOLATION_ENV_NAMES;
 
 export interface MuxDependencies {
   config: Config;
@@ -47,8 +54,8 @@ export interface MuxDependencies {
   isRoot: boolean;
   /** `ECS_AGENT_URI`, when on ECS. */
   ecsAgentUri: string | undefined;
-  /** The default preload.so when `mux.preloadPath` is not set. */
-  defaultPreloadPath: string;
+  /** The default preload.so when `mux.preloadPath` is not set; asked only when a probe is due. */
+  defaultPreloadPath: () => string;
   probePreload: (options: ProbePreloadOptions) => Promise<ProbePreloadResult>;
   /** Installs the Runner.Worker shim (src/worker/install.ts) into the runner root. */
   installWorkerShim: (runnerRoot: string) => Promise<{ shimPath: string; keptOriginal?: string }>;
@@ -140,7 +147,7 @@ export class Mux {
     this.#statusServer = await startStatusServer({ host: config.mux.statusHost, port: config.mux.statusPort, status: () => this.status(), metrics: this.metrics.registry, logger: this.#log });
     this.#log.info({ event: 'mux-started', statusUrl: this.#statusServer.url, pools: this.#pools.map((pool) => ({ name: pool.name, slots: pool.slots.length, labels: pool.labels })), isolation: this.#isolation.kind });
 
-    let exitCode = 0;
+    let exitCode: number = ExitCode.Ok;
     try {
       const running = this.#pools.flatMap((pool) => pool.slots.map((slot) => slot.run(AbortSignal.any([signal, pool.stop.signal]))));
       const allDone = Promise.all(running);
@@ -153,7 +160,7 @@ export class Mux {
         exitCode = await this.#drain(allDone);
       } else {
         this.#log.error({ event: 'all-pools-stopped', pools: this.#pools.map((pool) => ({ name: pool.name, reason: pool.stopped?.reason })) });
-        exitCode = 1;
+        exitCode = ExitCode.InfrastructureFailure;
       }
     } catch (error) {
       // A bug, not a listener's fault: stop every listener (own process groups would
@@ -183,13 +190,13 @@ export class Mux {
     clearTimeout(timer);
     if (outcome === 'done') {
       this.#log.info({ event: 'drain-finished' });
-      return 0;
+      return ExitCode.Ok;
     }
     const stillBusy = this.#slots.filter((slot) => slot.state !== 'stopped').map((slot) => slot.id);
     this.#log.error({ event: 'drain-timeout', slots: stillBusy, timeoutSeconds: this.deps.config.mux.drainTimeoutSeconds });
     await Promise.all(this.#slots.map((slot) => slot.forceStop()));
     await allDone;
-    return 1;
+    return ExitCode.InfrastructureFailure;
   }
 
   async #runnerRoot(): Promise<string> {
@@ -204,8 +211,21 @@ export class Mux {
 
   async #chooseIsolation(runnerRoot: string, stateDir: string): Promise<IsolationChoice> {
     const { mux } = this.deps.config;
-    const preloadPath = resolve(mux.preloadPath ?? this.deps.defaultPreloadPath);
-    const choice = await chooseIsolation({ mode: mux.isolation, preloadPath, runnerRoot, workDir: join(stateDir, 'probe'), probe: this.deps.probePreload });
+    let preloadPath: string | undefined;
+    let missing: string | undefined;
+    if (mux.isolation !== 'hardlink') {
+      try {
+        preloadPath = resolve(mux.preloadPath ?? this.deps.defaultPreloadPath());
+      } catch (error) {
+        missing = `no preload.so: ${describeError(error)}`;
+      }
+    }
+    const choice =
+      missing === undefined
+        ? await chooseIsolation({ mode: mux.isolation, preloadPath: preloadPath ?? '', runnerRoot, workDir: join(stateDir, 'probe'), probe: this.deps.probePreload })
+        : mux.isolation === 'preload'
+          ? { kind: 'fail' as const, reason: `mux.isolation is "preload" but there is ${missing}` }
+          : { kind: 'hardlink' as const, reason: `falling back to per-slot hard-link roots: ${missing}` };
     if (choice.kind === 'fail') throw new CbactionsError(IsolationErrorCode.PreloadUnusable, choice.reason);
     if (choice.kind === 'preload') this.#log.info({ event: 'isolation-chosen', isolation: 'preload', preloadPath: choice.preloadPath, reason: choice.reason });
     else this.#log.warn({ event: 'isolation-chosen', isolation: 'hardlink', reason: choice.reason });
@@ -253,11 +273,13 @@ export class Mux {
     if (own) await this.#deleteAll(own.filter((runner) => runner.status === 'offline'), 'stale-registration-removed', signal);
   }
 
-  #listenerEnv(pool: string, slotId: string, stateDir: string): NodeJS.ProcessEnv {
+  #listenerEnv(pool: string, slotId: string, stateDir: string, root: string): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = { ...this.deps.env };
+    for (const name of Object.keys(env)) if (name.startsWith(STRIPPED_ENV_PREFIX)) delete env[name];
     for (const name of [...STRIPPED_ENV, ...this.deps.secretEnvNames]) delete env[name];
     if (this.#isolation?.kind === 'preload') delete env.LD_PRELOAD; // merged into the preload variables instead
     env[ListenerEnv.Config] = this.deps.configPath;
+    env[ListenerEnv.RunnerRoot] = root;
     env[ListenerEnv.Pool] = pool;
     env[ListenerEnv.Slot] = slotId;
     env[ListenerEnv.WorkerLog] = join(stateDir, 'logs', `${slotId}.worker.log`);
@@ -289,7 +311,7 @@ export class Mux {
             passRunnerGroup: !('repository' in scope),
             configUrl: scopeWebUrl(config.github.url, scope),
           },
-          env: this.#listenerEnv(pool.name, slotId, stateDir),
+          env: this.#listenerEnv(pool.name, slotId, stateDir, layout.root),
           backoff: {
             initialMs: config.mux.listenerBackoff.initialMs,
             maxMs: config.mux.listenerBackoff.maxMs,

@@ -48,7 +48,7 @@ describe('Mux in-process', () => {
       hostname: 'in-process-host.example',
       isRoot: false,
       ecsAgentUri: undefined,
-      defaultPreloadPath: PRELOAD_SO,
+      defaultPreloadPath: () => PRELOAD_SO,
       probePreload,
       installWorkerShim: (root) => installWorkerShim(root, process.execPath, CBACTIONS_BIN),
     });

@@ -1,5 +1,5 @@
 /** The mux's choice between preload.so and per-slot hard-link roots, through the built binary. */
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -41,6 +41,13 @@ describe('cbactions mux: isolation', () => {
       expect(statSync(join(slotRoot, 'bin', 'Runner.Listener')).ino).toBe(statSync(join(runnerRoot, 'bin', 'Runner.Listener')).ino);
       expect(statSync(join(slotRoot, 'bin', 'Runner.Listener')).nlink).toBeGreaterThanOrEqual(3);
       expect(JSON.parse(readFileSync(join(slotRoot, '.runner'), 'utf8'))).toMatchObject({ disableUpdate: true, ephemeral: true });
+      // The listener (and so the worker) is told its own root, and gets no preload variables.
+      const evidence = readdirSync(join(slotRoot, '_diag')).filter((name) => name.startsWith('fake-listener-'));
+      expect(evidence).toHaveLength(1);
+      const started = JSON.parse(readFileSync(join(slotRoot, '_diag', evidence[0] as string), 'utf8')) as { cwd: string; env: Record<string, string | undefined> };
+      expect(started.cwd).toBe(slotRoot);
+      expect(started.env).toMatchObject({ CBACTIONS_RUNNER_ROOT: slotRoot, CBACTIONS_SLOT: slot });
+      expect([started.env.CBACTIONS_PRELOAD_ROOT, started.env.CBACTIONS_PRELOAD_SLOT_DIR, started.env.LD_PRELOAD]).toEqual([undefined, undefined, undefined]);
     }
     expect(existsSync(join(runnerRoot, '.runner'))).toBe(false);
     const job = await runOneJob('hardlink job');

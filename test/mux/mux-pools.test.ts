@@ -29,7 +29,8 @@ describe('cbactions mux: pools of real listeners', () => {
       { name: 'large', labels: ['cbactions', 'large', 'arm64'], slots: 3 },
     ];
     const configPath = writeConfig(dir, muxConfig({ fake, runnerRoot, stateDir, pools, mux: { isolation: 'preload', preloadPath: PRELOAD_SO } }));
-    const mux = await startMux(configPath);
+    // A stray runner input in the mux's environment must not reach the listeners.
+    const mux = await startMux(configPath, { ACTIONS_RUNNER_INPUT_JITCONFIG: Buffer.from('{"not":"ours"}').toString('base64') });
 
     // Six runners, each polling the broker (so the fake listener read its own files).
     const runners = await waitFor('six online runners', () => {
@@ -74,6 +75,7 @@ describe('cbactions mux: pools of real listeners', () => {
       expect(started.cwd).toBe(realpathSync(runnerRoot));
       expect(started.env).toEqual({
         CBACTIONS_CONFIG: configPath,
+        CBACTIONS_RUNNER_ROOT: realpathSync(runnerRoot),
         CBACTIONS_POOL: slot.replace(/-\d+$/, ''),
         CBACTIONS_SLOT: slot,
         CBACTIONS_WORKER_LOG: join(stateDir, 'logs', `${slot}.worker.log`),
@@ -85,6 +87,7 @@ describe('cbactions mux: pools of real listeners', () => {
       });
       // The variable holding the GitHub token is not passed on.
       expect(started.envNames).not.toContain('FAKE_GH_TOKEN');
+      expect(started.envNames).not.toContain('ACTIONS_RUNNER_INPUT_JITCONFIG');
       expect(started.envNames).toContain('PATH');
     }
 
