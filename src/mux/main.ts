@@ -26,6 +26,8 @@ export const MuxEnv = {
   LogLevel: 'CBACTIONS_LOG_LEVEL',
   /** Set by ECS on tasks; enables scale-in protection while jobs run. */
   EcsAgentUri: 'ECS_AGENT_URI',
+  /** The config file when `--config` is not given. */
+  Config: 'CBACTIONS_CONFIG',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -49,11 +51,12 @@ export async function runMuxCommand(options: { config?: string }): Promise<numbe
     return ExitCode.UsageOrConfig;
   }
   const logger: Logger = createLogger({ name: 'cbactions-mux', level });
-  if (!options.config) {
-    logger.error({ event: 'mux-usage', error: '--config FILE is required' });
+  const configFile = options.config || env[MuxEnv.Config];
+  if (!configFile) {
+    logger.error({ event: 'mux-usage', error: `--config FILE is required (or ${MuxEnv.Config})` });
     return ExitCode.UsageOrConfig;
   }
-  const configPath = resolve(options.config);
+  const configPath = resolve(configFile);
   const root = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (root.signal.aborted) {

@@ -63,7 +63,7 @@ describe('cbactions mux: status, metrics, token registration', () => {
     const logText = mux.logs.map((record) => JSON.stringify(record)).join('\n');
     for (const token of tokens) expect(logText).not.toContain(token);
 
-    const job = github.queueJob(['web'], namedJob('status job', { action: 'sleep', seconds: 2 }));
+    const job = github.queueJob(['web'], namedJob('status job', { action: 'sleep', seconds: 4 }));
     await waitFor('a busy slot', async () => (await mux.status()).slots.some((slot) => slot.state === 'busy'));
 
     const table = cbactions(['status', '--url', mux.statusUrl]);
