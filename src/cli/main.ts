@@ -56,25 +56,6 @@ export function buildProgram(): Command {
   program
     .command('mux')
     .description('run the runner pools: many Runner.Listener processes, each an ephemeral runner, in one container')
-    .requiredOption('--config <file>', 'configuration file (YAML or JSON)')
-    .action(async (options: { config: string }) => {
-      const { runMuxCommand } = await import('../mux/main.js');
-      process.exitCode = await runMuxCommand(options);
-    });
-
-  program
-    .command('status')
-    .description("show a running mux's pools and slots")
-    .option('--url <url>', "the mux's status endpoint", 'http://127.0.0.1:8080')
-    .option('--json', 'print the raw /status JSON')
-    .action(async (options: { url: string; json?: boolean }) => {
-      const { runStatusCommand } = await import('../mux/status-command.js');
-      process.exitCode = await runStatusCommand(options, { stdout: (text) => process.stdout.write(text), stderr: (text) => process.stderr.write(text) });
-    });
-
-  program
-    .command('mux')
-    .description('run the runner pools: many Runner.Listener processes, each an ephemeral runner, in one container')
     .option('--config <file>', 'configuration file (YAML or JSON; default: $CBACTIONS_CONFIG)')
     .action(async (options: { config?: string }) => {
       const { runMuxCommand } = await import('../mux/main.js');
