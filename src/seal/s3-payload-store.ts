@@ -84,9 +84,10 @@ export class S3PayloadStore implements PayloadStore {
         body = Buffer.from(await output.Body.transformToByteArray());
         break;
       } catch (error) {
-        if (!this.#isMissing(error)) throw this.#wrap('GetObject', key, error, signal);
+        if (!this.#isMissing(error) && !this.#isDeniedAsMissing(error)) throw this.#wrap('GetObject', key, error, signal);
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
+          if (this.#isDeniedAsMissing(error)) throw this.#wrap('GetObject', key, error, signal);
           throw new CbactionsError(
             SealErrorCode.NotFound,
             `no payload at s3://${this.bucket}/${key} for build ${binding.buildId} after waiting ${waitMs} ms: ` +
@@ -116,7 +117,7 @@ export class S3PayloadStore implements PayloadStore {
       await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
       return true;
     } catch (error) {
-      if (this.#isMissing(error)) return false;
+      if (this.#isMissing(error) || this.#isDeniedAsMissing(error)) return false;
       throw this.#wrap('HeadObject', key, error, signal);
     }
   }
@@ -149,6 +150,16 @@ export class S3PayloadStore implements PayloadStore {
     } catch (error) {
       throw this.#wrap('DeleteObject', key, error, signal);
     }
+  }
+
+  /**
+   * S3 answers 403, not 404, for a missing object when the caller may not list the bucket
+   * — and the build role may read only its own keys, so "not there yet" can look like
+   * "denied". While waiting, and for the cancel marker, a 403 on the build's own key is
+   * read as "absent"; a real denial still surfaces when the wait ends.
+   */
+  #isDeniedAsMissing(error: unknown): boolean {
+    return awsErrorName(error) === 'AccessDenied' || awsHttpStatus(error) === 403;
   }
 
   #isMissing(error: unknown): boolean {
