@@ -43,18 +43,18 @@ function commonOptions(options: GitHubClientOptions) {
     log: {
       debug: () => undefined,
       info: () => undefined,
-      warn: (message: string) => logger.warn({ event: 'github-client-warning', detail: message.slice(0, 300) }),
-      error: (message: string) => logger.error({ event: 'github-client-error', detail: message.slice(0, 300) }),
+      warn: (message: string) => logger.warn({ event: 'mux.github-client-warning', detail: message.slice(0, 300) }),
+      error: (message: string) => logger.error({ event: 'mux.github-client-error', detail: message.slice(0, 300) }),
     },
     // 409 (a runner with that name exists) joins plugin-retry's list of answers a retry cannot change.
     retry: { retries: options.retries ?? 3, retryAfterBaseValue: options.retryAfterBaseValueMs ?? 1000, doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451] },
     throttle: {
       onRateLimit: (retryAfter: number, request: { method: string; url: string }, _octokit: unknown, retryCount: number) => {
-        logger.warn({ event: 'github-rate-limited', method: request.method, url: request.url, retryAfterSeconds: retryAfter, retryCount });
+        logger.warn({ event: 'mux.github-rate-limited', method: request.method, url: request.url, retryAfterSeconds: retryAfter, retryCount });
         return retryCount < rateLimitRetries;
       },
       onSecondaryRateLimit: (retryAfter: number, request: { method: string; url: string }, _octokit: unknown, retryCount: number) => {
-        logger.warn({ event: 'github-secondary-rate-limited', method: request.method, url: request.url, retryAfterSeconds: retryAfter, retryCount });
+        logger.warn({ event: 'mux.github-secondary-rate-limited', method: request.method, url: request.url, retryAfterSeconds: retryAfter, retryCount });
         return retryCount < rateLimitRetries;
       },
     },
@@ -75,7 +75,7 @@ export async function createGitHubClient(options: GitHubClientOptions): Promise<
   if (installationId === undefined) {
     const appClient = new GitHubOctokit({ ...common, authStrategy: createAppAuth, auth: { appId, privateKey } });
     installationId = await findInstallation(appClient, options.scope);
-    options.logger.info({ event: 'github-installation-found', appId, installationId, scope: describeScope(options.scope) });
+    options.logger.info({ event: 'mux.github-installation-found', appId, installationId, scope: describeScope(options.scope) });
   }
   return new GitHubOctokit({ ...common, authStrategy: createAppAuth, auth: { appId, privateKey, installationId } });
 }

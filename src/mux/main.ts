@@ -2,8 +2,11 @@
  * `cbactions mux --config FILE`: the only place of the mux that reads the environment,
  * builds SDK clients and the logger, and wires the signals.
  */
+import { CodeBuildClient } from '@aws-sdk/client-codebuild';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { loadConfigFile } from '../config/load.js';
@@ -13,7 +16,12 @@ import { probePreload } from '../preload/probe.js';
 import { ExitCode } from '../protocol/exit-codes.js';
 import { describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
+import { CodeBuildBuildService } from '../worker/build-service.js';
 import { installWorkerShim } from '../worker/install.js';
+import { consumeBuildEvents, SqsEventQueue } from '../worker/watcher/build-events.js';
+import { BuildWatcher } from '../worker/watcher/build-watcher.js';
+import { WATCHER_SOCKET_VARIABLE } from '../worker/watcher/protocol.js';
+import { WatcherServer } from '../worker/watcher/watcher-server.js';
 import { createGitHubClient } from './github-client.js';
 import { Mux } from './mux.js';
 import { OctokitRunnerRegistry } from './octokit-registry.js';
@@ -28,6 +36,8 @@ export const MuxEnv = {
   EcsAgentUri: 'ECS_AGENT_URI',
   /** The config file when `--config` is not given. */
   Config: 'CBACTIONS_CONFIG',
+  /** SQS queue fed by EventBridge "CodeBuild Build State Change" events (optional; the CDK app sets it). */
+  EventsQueueUrl: 'CBACTIONS_EVENTS_QUEUE_URL',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -43,6 +53,83 @@ function configSecretSources(auth: { token: SecretSource } | { app: { privateKey
   return 'token' in auth ? [auth.token] : [auth.app.privateKey];
 }
 
+export interface MuxRunOptions {
+  configPath: string;
+  /** The environment the listeners inherit (and where secrets named by the config are read). */
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  /** Aborts on SIGTERM/SIGINT: drain and stop. */
+  signal: AbortSignal;
+}
+
+/**
+ * Everything `cbactions mux` runs, wired: the GitHub registry, the pools of slots, and the
+ * host's build watcher that all workers share over a local socket (it also stops the build
+ * of a worker that dies, and feeds each slot's build id to the status endpoint).
+ * `cbactions local` runs this same function against the local build service.
+ */
+export async function runMux(options: MuxRunOptions): Promise<number> {
+  const { configPath, env, logger } = options;
+  const config = await loadConfigFile(configPath);
+  let secretsManager: SecretsManagerClient | undefined;
+  const secrets = {
+    env,
+    // The SDK reads AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_REGION itself.
+    secretsManager: () => (secretsManager ??= new SecretsManagerClient({})),
+  };
+  const region = config.codebuild.region ?? env.AWS_REGION;
+  // One attempt per call: the watcher has its own jittered backoff.
+  const codebuild = new CodeBuildClient({ ...(region ? { region } : {}), maxAttempts: 1 });
+  const builds = new CodeBuildBuildService(codebuild);
+  const watcher = new BuildWatcher(builds, logger);
+  const background = new AbortController();
+  let server: WatcherServer | undefined;
+  try {
+    const octokit = await createGitHubClient({ url: config.github.url, scope: config.github.scope, auth: config.github.auth, secrets, logger });
+    const registry = new OctokitRunnerRegistry(octokit, config.github.scope);
+    await mkdir(config.mux.stateDir, { recursive: true, mode: 0o700 });
+    const socketPath = join(config.mux.stateDir, 'watcher.sock');
+    let mux: Mux | undefined;
+    watcher.start();
+    server = await WatcherServer.listen({
+      socketPath,
+      watcher,
+      builds,
+      logger,
+      onEvent: (event) => {
+        if (event.kind === 'tracked' && event.build.slot) mux?.setSlotBuild(event.build.slot, event.build.buildId);
+      },
+    });
+    const queueUrl = env[MuxEnv.EventsQueueUrl];
+    if (queueUrl) {
+      const sqs = new SQSClient(region ? { region } : {});
+      void consumeBuildEvents({ queue: new SqsEventQueue(sqs, queueUrl), onBuildEvent: (buildId) => watcher.poke(buildId), logger, signal: background.signal }).finally(() => sqs.destroy());
+      logger.info({ event: 'mux.build-events', queueUrl }, 'reading build state changes from SQS');
+    }
+    mux = new Mux({
+      config,
+      configPath,
+      registry,
+      logger,
+      env: { ...env, [WATCHER_SOCKET_VARIABLE]: socketPath },
+      secretEnvNames: secretEnvNames(configSecretSources(config.github.auth)),
+      hostname: hostname(),
+      isRoot: process.getuid?.() === 0,
+      ecsAgentUri: env[MuxEnv.EcsAgentUri] || undefined,
+      defaultPreloadPath: () => builtPreloadArtifacts().preloadPath,
+      probePreload,
+      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, cliPath()),
+    });
+    return await mux.run(options.signal);
+  } finally {
+    background.abort();
+    await server?.close().catch(() => {});
+    await watcher.close();
+    codebuild.destroy();
+    secretsManager?.destroy();
+  }
+}
+
 export async function runMuxCommand(options: { config?: string }): Promise<number> {
   const env = process.env;
   const level = env[MuxEnv.LogLevel] || 'info';
@@ -53,51 +140,26 @@ export async function runMuxCommand(options: { config?: string }): Promise<numbe
   const logger: Logger = createLogger({ name: 'cbactions-mux', level });
   const configFile = options.config || env[MuxEnv.Config];
   if (!configFile) {
-    logger.error({ event: 'mux-usage', error: `--config FILE is required (or ${MuxEnv.Config})` });
+    logger.error({ event: 'mux.usage', error: `--config FILE is required (or ${MuxEnv.Config})` });
     return ExitCode.UsageOrConfig;
   }
   const configPath = resolve(configFile);
   const root = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (root.signal.aborted) {
-      logger.warn({ event: 'signal-ignored', signal, reason: 'already draining' });
+      logger.warn({ event: 'mux.signal-ignored', signal, reason: 'already draining' });
       return;
     }
-    logger.info({ event: 'signal-received', signal });
+    logger.info({ event: 'mux.signal-received', signal });
     root.abort(new Error(`received ${signal}`));
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    const config = await loadConfigFile(configPath);
-    let secretsManager: SecretsManagerClient | undefined;
-    const secrets = {
-      env,
-      // The SDK reads AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_REGION itself.
-      secretsManager: () => (secretsManager ??= new SecretsManagerClient({})),
-    };
-    const octokit = await createGitHubClient({ url: config.github.url, scope: config.github.scope, auth: config.github.auth, secrets, logger });
-    const registry = new OctokitRunnerRegistry(octokit, config.github.scope);
-    const mux = new Mux({
-      config,
-      configPath,
-      registry,
-      logger,
-      env,
-      secretEnvNames: secretEnvNames(configSecretSources(config.github.auth)),
-      hostname: hostname(),
-      isRoot: process.getuid?.() === 0,
-      ecsAgentUri: env[MuxEnv.EcsAgentUri] || undefined,
-      defaultPreloadPath: () => builtPreloadArtifacts().preloadPath,
-      probePreload,
-      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, cliPath()),
-    });
-    const code = await mux.run(root.signal);
-    secretsManager?.destroy();
-    return code;
+    return await runMux({ configPath, env, logger, signal: root.signal });
   } catch (error) {
     const configProblem = isCbactionsError(error) && (error.code.startsWith('CONFIG_') || error.code === RegistryErrorCode.RunnerGroupNotFound || error.code === RegistryErrorCode.InstallationNotFound);
-    logger.fatal({ event: 'mux-failed', code: isCbactionsError(error) ? error.code : undefined, error: isCbactionsError(error) ? error.message : describeError(error) });
+    logger.fatal({ event: 'mux.failed', code: isCbactionsError(error) ? error.code : undefined, error: isCbactionsError(error) ? error.message : describeError(error) });
     return configProblem ? ExitCode.UsageOrConfig : ExitCode.InfrastructureFailure;
   } finally {
     process.off('SIGTERM', onSignal);

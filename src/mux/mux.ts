@@ -136,7 +136,7 @@ export class Mux {
     const runnerRoot = await this.#runnerRoot();
     if (config.mux.installWorkerShim) {
       const installed = await this.deps.installWorkerShim(runnerRoot);
-      this.#log.info({ event: 'worker-shim-installed', shimPath: installed.shimPath, keptOriginal: installed.keptOriginal });
+      this.#log.info({ event: 'mux.worker-shim-installed', shimPath: installed.shimPath, keptOriginal: installed.keptOriginal });
     }
     const stateDir = resolve(config.mux.stateDir);
     await mkdir(join(stateDir, 'logs'), { recursive: true });
@@ -145,7 +145,7 @@ export class Mux {
     await this.#removeStaleRegistrations(signal);
     await this.#createSlots(runnerRoot, stateDir, runnerGroup);
     this.#statusServer = await startStatusServer({ host: config.mux.statusHost, port: config.mux.statusPort, status: () => this.status(), metrics: this.metrics.registry, logger: this.#log });
-    this.#log.info({ event: 'mux-started', statusUrl: this.#statusServer.url, pools: this.#pools.map((pool) => ({ name: pool.name, slots: pool.slots.length, labels: pool.labels })), isolation: this.#isolation.kind });
+    this.#log.info({ event: 'mux.started', statusUrl: this.#statusServer.url, pools: this.#pools.map((pool) => ({ name: pool.name, slots: pool.slots.length, labels: pool.labels })), isolation: this.#isolation.kind });
 
     let exitCode: number = ExitCode.Ok;
     try {
@@ -159,13 +159,13 @@ export class Mux {
       if (first === 'abort') {
         exitCode = await this.#drain(allDone);
       } else {
-        this.#log.error({ event: 'all-pools-stopped', pools: this.#pools.map((pool) => ({ name: pool.name, reason: pool.stopped?.reason })) });
+        this.#log.error({ event: 'mux.all-pools-stopped', pools: this.#pools.map((pool) => ({ name: pool.name, reason: pool.stopped?.reason })) });
         exitCode = ExitCode.InfrastructureFailure;
       }
     } catch (error) {
       // A bug, not a listener's fault: stop every listener (own process groups would
       // outlive us) before main reports the error.
-      this.#log.fatal({ event: 'mux-crashed', error: describeError(error) });
+      this.#log.fatal({ event: 'mux.crashed', error: describeError(error) });
       await Promise.all(this.#slots.map((slot) => slot.forceStop()));
       throw error;
     } finally {
@@ -173,7 +173,7 @@ export class Mux {
       await this.#protection.close();
       await this.#statusServer.close();
     }
-    this.#log.info({ event: 'mux-stopped', exitCode });
+    this.#log.info({ event: 'mux.stopped', exitCode });
     return exitCode;
   }
 
@@ -181,7 +181,7 @@ export class Mux {
     this.#draining = true;
     const timeoutMs = this.deps.config.mux.drainTimeoutSeconds * 1000;
     const busy = this.#slots.filter((slot) => slot.busy).map((slot) => slot.id);
-    this.#log.info({ event: 'drain-started', busySlots: busy, timeoutSeconds: this.deps.config.mux.drainTimeoutSeconds });
+    this.#log.info({ event: 'mux.drain-started', busySlots: busy, timeoutSeconds: this.deps.config.mux.drainTimeoutSeconds });
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolveTimeout) => {
       timer = setTimeout(() => resolveTimeout('timeout'), timeoutMs);
@@ -189,11 +189,11 @@ export class Mux {
     const outcome = await Promise.race([allDone.then(() => 'done' as const), timedOut]);
     clearTimeout(timer);
     if (outcome === 'done') {
-      this.#log.info({ event: 'drain-finished' });
+      this.#log.info({ event: 'mux.drain-finished' });
       return ExitCode.Ok;
     }
     const stillBusy = this.#slots.filter((slot) => slot.state !== 'stopped').map((slot) => slot.id);
-    this.#log.error({ event: 'drain-timeout', slots: stillBusy, timeoutSeconds: this.deps.config.mux.drainTimeoutSeconds });
+    this.#log.error({ event: 'mux.drain-timeout', slots: stillBusy, timeoutSeconds: this.deps.config.mux.drainTimeoutSeconds });
     await Promise.all(this.#slots.map((slot) => slot.forceStop()));
     await allDone;
     return ExitCode.InfrastructureFailure;
@@ -227,14 +227,14 @@ export class Mux {
           ? { kind: 'fail' as const, reason: `mux.isolation is "preload" but there is ${missing}` }
           : { kind: 'hardlink' as const, reason: `falling back to per-slot hard-link roots: ${missing}` };
     if (choice.kind === 'fail') throw new CbactionsError(IsolationErrorCode.PreloadUnusable, choice.reason);
-    if (choice.kind === 'preload') this.#log.info({ event: 'isolation-chosen', isolation: 'preload', preloadPath: choice.preloadPath, reason: choice.reason });
-    else this.#log.warn({ event: 'isolation-chosen', isolation: 'hardlink', reason: choice.reason });
+    if (choice.kind === 'preload') this.#log.info({ event: 'mux.isolation-chosen', isolation: 'preload', preloadPath: choice.preloadPath, reason: choice.reason });
+    else this.#log.warn({ event: 'mux.isolation-chosen', isolation: 'hardlink', reason: choice.reason });
     return choice;
   }
 
   async #runnerGroup(signal: AbortSignal): Promise<RunnerGroup> {
     const group = await this.deps.registry.findRunnerGroup(this.deps.config.github.runnerGroup, { signal });
-    this.#log.info({ event: 'runner-group-resolved', runnerGroup: group.name, runnerGroupId: group.id });
+    this.#log.info({ event: 'mux.runner-group-resolved', runnerGroup: group.name, runnerGroupId: group.id });
     return group;
   }
 
@@ -246,7 +246,7 @@ export class Mux {
       const runners = await this.deps.registry.listRunners({ signal });
       return runners.filter((runner) => isOwnRunnerName(runner.name, config.github.namePrefix, this.deps.hostname, pools));
     } catch (error) {
-      this.#log.warn({ event: 'registrations-list-failed', error: describeError(error) });
+      this.#log.warn({ event: 'mux.registrations-list-failed', error: describeError(error) });
       return undefined;
     }
   }
@@ -270,7 +270,7 @@ export class Mux {
    */
   async #removeStaleRegistrations(signal: AbortSignal): Promise<void> {
     const own = await this.#ownRunners(signal);
-    if (own) await this.#deleteAll(own.filter((runner) => runner.status === 'offline'), 'stale-registration-removed', signal);
+    if (own) await this.#deleteAll(own.filter((runner) => runner.status === 'offline'), 'mux.stale-registration-removed', signal);
   }
 
   #listenerEnv(pool: string, slotId: string, stateDir: string, root: string): NodeJS.ProcessEnv {
@@ -338,7 +338,7 @@ export class Mux {
     if (pool.stopped) return;
     pool.stopped = { reason, at: new Date().toISOString() };
     this.metrics.poolStopped.set({ pool: pool.name }, 1);
-    this.#log.fatal({ event: 'pool-stopped', pool: pool.name, reason, alert: true });
+    this.#log.fatal({ event: 'mux.pool-stopped', pool: pool.name, reason, alert: true });
     pool.stop.abort();
   }
 
@@ -350,9 +350,9 @@ export class Mux {
    */
   async #removeRemainingRegistrations(): Promise<void> {
     const tracked = [...this.#registrations].map(([id, name]) => ({ id, name, status: 'unknown', busy: false, labels: [] }));
-    await this.#deleteAll(tracked, 'registration-removed');
+    await this.#deleteAll(tracked, 'mux.registration-removed');
     const own = await this.#ownRunners();
     const leftovers = (own ?? []).filter((runner) => runner.status === 'offline' && !tracked.some((entry) => entry.id === runner.id));
-    if (leftovers.length > 0) await this.#deleteAll(leftovers, 'leftover-registration-removed');
+    if (leftovers.length > 0) await this.#deleteAll(leftovers, 'mux.leftover-registration-removed');
   }
 }

@@ -149,7 +149,7 @@ export class Slot {
     if (state === this.#state) return;
     this.#state = state;
     this.#since = new Date();
-    this.#log.debug({ event: 'slot-state', state });
+    this.#log.debug({ event: 'mux.slot-state', state });
     this.options.onChange();
   }
 
@@ -175,7 +175,7 @@ export class Slot {
           } catch (error) {
             if (stop.aborted) break;
             this.options.metrics.registrationErrors.inc({ pool: this.options.pool });
-            this.#log.warn({ event: 'registration-failed', error: describeError(error), code: (error as { code?: unknown }).code });
+            this.#log.warn({ event: 'mux.registration-failed', error: describeError(error), code: (error as { code?: unknown }).code });
             await this.#pause(stop);
             continue;
           }
@@ -187,7 +187,7 @@ export class Slot {
           // The registration files could not be written (disk full, permissions): keep the
           // registration, back off, try again; never let one slot take the mux down.
           if (stop.aborted) break;
-          this.#log.error({ event: 'listener-start-failed', runner: this.#registration.name, error: describeError(error) });
+          this.#log.error({ event: 'mux.listener-start-failed', runner: this.#registration.name, error: describeError(error) });
           await this.#pause(stop);
           continue;
         }
@@ -213,7 +213,7 @@ export class Slot {
     this.#stopping = true;
     const listener = this.#listener;
     if (listener) {
-      this.#log.warn({ event: 'listener-force-stop', runner: this.#registration?.name, job: this.#job });
+      this.#log.warn({ event: 'mux.listener-force-stop', runner: this.#registration?.name, job: this.#job });
       await listener.stop(this.options.stopGraceMs);
     }
   }
@@ -225,7 +225,9 @@ export class Slot {
     this.options.metrics.listenerRestarts.inc({ pool: this.options.pool, exit_code: exitCode });
     this.#backoff.observeRun(durationMs, jobStarted);
     const action = decideAfterExit({ code: exit.code, signal: exit.signal, jobStarted });
-    const record = { event: 'listener-exited', runner: this.#registration?.name, code: exit.code, signal: exit.signal, spawnError: exit.spawnError, jobStarted, durationMs, action: action.kind, reason: action.reason };
+    // `expected`: the normal end of an ephemeral runner (exit 0 after its job). Alarms count the rest.
+    const expected = action.kind === 'reregister' && !action.backoff;
+    const record = { event: 'mux.listener-exited', runner: this.#registration?.name, code: exit.code, signal: exit.signal, spawnError: exit.spawnError, jobStarted, durationMs, action: action.kind, reason: action.reason, expected };
     if (action.kind === 'stop-pool') this.#log.error(record);
     else if (action.kind === 'reregister' && !action.backoff) this.#log.info(record);
     else this.#log.warn(record);
@@ -236,7 +238,7 @@ export class Slot {
     const delay = this.#backoff.next();
     this.#backoffMs = delay;
     this.#setState('backing-off');
-    this.#log.info({ event: 'backing-off', delayMs: delay, attempt: this.#backoff.attempt });
+    this.#log.info({ event: 'mux.backing-off', delayMs: delay, attempt: this.#backoff.attempt });
     await sleep(delay, stop).catch(() => undefined);
     this.#backoffMs = null;
   }
@@ -259,7 +261,7 @@ export class Slot {
         await this.#deleteRunner(jit.runner.id, jit.runner.name);
         throw error;
       }
-      this.#log.info({ event: 'registered', flow: 'jit', runner: jit.runner.name, runnerId: jit.runner.id, enforced: prepared.changed });
+      this.#log.info({ event: 'mux.registered', flow: 'jit', runner: jit.runner.name, runnerId: jit.runner.id, enforced: prepared.changed });
       return { runnerId: jit.runner.id, name: jit.runner.name, files: prepared.files };
     }
     const { token } = await registry.createRegistrationToken({ signal: stop });
@@ -272,7 +274,7 @@ export class Slot {
       args,
       cwd: layout.root,
       env: this.#listenerEnv(),
-      onLine: (stream, line) => this.#log.info({ event: 'configure-output', stream, line: line.split(token).join('[redacted]').slice(0, MAX_LOGGED_LINE) }),
+      onLine: (stream, line) => this.#log.info({ event: 'mux.configure-output', stream, line: line.split(token).join('[redacted]').slice(0, MAX_LOGGED_LINE) }),
     });
     const onAbort = () => void configure.stop(this.options.stopGraceMs);
     stop.addEventListener('abort', onAbort, { once: true });
@@ -291,7 +293,7 @@ export class Slot {
     const enforced = enforceRunnerSettings(runnerFile);
     files.set('.runner', enforced.bytes);
     this.options.onRegistered(enforced.settings.agentId, enforced.settings.agentName);
-    this.#log.info({ event: 'registered', flow: 'token', runner: enforced.settings.agentName, runnerId: enforced.settings.agentId, enforced: enforced.changed });
+    this.#log.info({ event: 'mux.registered', flow: 'token', runner: enforced.settings.agentName, runnerId: enforced.settings.agentId, enforced: enforced.changed });
     return { runnerId: enforced.settings.agentId, name: enforced.settings.agentName, files };
   }
 
@@ -311,16 +313,16 @@ export class Slot {
       onLine: (stream, line) => this.#onListenerLine(stream, line, stop),
     });
     this.#listener = listener;
-    this.#log.info({ event: 'listener-started', runner: registration.name, pid: listener.pid });
+    this.#log.info({ event: 'mux.listener-started', runner: registration.name, pid: listener.pid });
     if (!this.#jobStarted) this.#setState(stop.aborted ? 'draining' : 'idle');
     const onStop = () => {
       if (this.#isBusy(listener)) {
         this.#setState('draining');
-        this.#log.info({ event: 'slot-draining', runner: registration.name, job: this.#job });
+        this.#log.info({ event: 'mux.slot-draining', runner: registration.name, job: this.#job });
         return;
       }
       stoppedByMux = true;
-      this.#log.info({ event: 'listener-stopping', runner: registration.name, reason: 'idle slot while stopping' });
+      this.#log.info({ event: 'mux.listener-stopping', runner: registration.name, reason: 'idle slot while stopping' });
       void listener.stop(this.options.stopGraceMs);
     };
     if (stop.aborted) onStop();
@@ -331,7 +333,7 @@ export class Slot {
     if (this.#jobStarted) {
       const result = this.#jobResult ?? 'unknown';
       this.options.metrics.jobsFinished.inc({ pool: this.options.pool, result });
-      this.#log.info({ event: 'job-finished', runner: registration.name, job: this.#job, result, buildId: this.#buildId });
+      this.#log.info({ event: 'mux.job-finished', runner: registration.name, job: this.#job, result, buildId: this.#buildId });
     }
     this.#listener = undefined;
     this.#job = null;
@@ -344,14 +346,14 @@ export class Slot {
 
   #onListenerLine(stream: 'stdout' | 'stderr', line: string, stop: AbortSignal): void {
     if (line.trim() === '') return;
-    this.#log.info({ event: 'listener-output', stream, line: line.slice(0, MAX_LOGGED_LINE) });
+    this.#log.info({ event: 'mux.listener-output', stream, line: line.slice(0, MAX_LOGGED_LINE) });
     if (stream !== 'stdout') return;
     const running = RUNNING_JOB.exec(line);
     if (running) {
       this.#jobStarted = true;
       this.#job = (running[1] ?? '').trim();
       this.options.metrics.jobsStarted.inc({ pool: this.options.pool });
-      this.#log.info({ event: 'job-started', runner: this.#registration?.name, job: this.#job });
+      this.#log.info({ event: 'mux.job-started', runner: this.#registration?.name, job: this.#job });
       this.#setState(stop.aborted ? 'draining' : 'busy');
       return;
     }
@@ -363,11 +365,11 @@ export class Slot {
     try {
       const existed = await this.options.registry.deleteRunner(runnerId);
       this.options.onReleased(runnerId);
-      this.#log.info({ event: 'registration-removed', runner: name, runnerId, existed });
+      this.#log.info({ event: 'mux.registration-removed', runner: name, runnerId, existed });
       return true;
     } catch (error) {
       // The mux retries whatever is left at shutdown; start-up cleanup catches the rest.
-      this.#log.warn({ event: 'registration-remove-failed', runner: name, runnerId, error: describeError(error) });
+      this.#log.warn({ event: 'mux.registration-remove-failed', runner: name, runnerId, error: describeError(error) });
       return false;
     }
   }
@@ -383,6 +385,6 @@ export class Slot {
     this.#registration = undefined;
     if (options.consumed) this.options.onReleased(registration.runnerId);
     else await this.#deleteRunner(registration.runnerId, registration.name);
-    await clearRegistrationFiles(this.options.layout.configDir).catch((error: unknown) => this.#log.warn({ event: 'registration-files-remove-failed', error: describeError(error) }));
+    await clearRegistrationFiles(this.options.layout.configDir).catch((error: unknown) => this.#log.warn({ event: 'mux.registration-files-remove-failed', error: describeError(error) }));
   }
 }

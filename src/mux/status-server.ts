@@ -47,7 +47,7 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
         send(404, 'text/plain; charset=utf-8', 'not found: try /healthz, /status or /metrics\n');
       }
     } catch (error) {
-      options.logger.error({ event: 'status-request-failed', path, error: describeError(error) });
+      options.logger.error({ event: 'mux.status-request-failed', path, error: describeError(error) });
       send(500, 'text/plain; charset=utf-8', 'internal error\n');
     }
   });

@@ -34,7 +34,7 @@ export class TaskProtection {
   constructor(private readonly options: TaskProtectionOptions) {
     this.available = options.agentUri !== undefined && options.agentUri !== '';
     if (!this.available) {
-      options.logger.info({ event: 'task-protection-unavailable', reason: 'ECS_AGENT_URI is not set: not running on ECS, scale-in protection is skipped' });
+      options.logger.info({ event: 'mux.task-protection-unavailable', reason: 'ECS_AGENT_URI is not set: not running on ECS, scale-in protection is skipped' });
     }
   }
 
@@ -47,7 +47,7 @@ export class TaskProtection {
     if (this.#closed || protect === this.#desired) return;
     this.#desired = protect;
     if (!this.available) {
-      this.options.logger.info({ event: 'task-protection-skipped', protect, reason: 'ECS_AGENT_URI is not set' });
+      this.options.logger.info({ event: 'mux.task-protection-skipped', protect, reason: 'ECS_AGENT_URI is not set' });
       return;
     }
     this.#loop ??= this.#run();
@@ -122,10 +122,10 @@ export class TaskProtection {
       this.#applied = protect;
       if (protect) this.#renewAt = Date.now() + (this.options.renewAfterMs ?? (this.options.expiresInMinutes * 60_000) / 2);
       this.options.onChange?.(protect);
-      this.options.logger.info({ event: protect ? 'task-protection-enabled' : 'task-protection-cleared', expiresInMinutes: protect ? this.options.expiresInMinutes : undefined });
+      this.options.logger.info({ event: protect ? 'mux.task-protection-enabled' : 'mux.task-protection-cleared', expiresInMinutes: protect ? this.options.expiresInMinutes : undefined });
       return true;
     } catch (error) {
-      this.options.logger.warn({ event: 'task-protection-failed', protect, error: describeError(error) });
+      this.options.logger.warn({ event: 'mux.task-protection-failed', protect, error: describeError(error) });
       return false;
     }
   }

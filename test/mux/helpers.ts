@@ -135,7 +135,7 @@ export async function startMux(configPath: string, env: NodeJS.ProcessEnv = {}, 
       return;
     }
     logs.push(record);
-    if (record.event === 'mux-started' && typeof record.statusUrl === 'string') onStarted?.(record.statusUrl);
+    if (record.event === 'mux.started' && typeof record.statusUrl === 'string') onStarted?.(record.statusUrl);
   });
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => otherOutput.push(line));
   const statusUrl = await started;

@@ -35,7 +35,7 @@ describe('cbactions mux: start-up failures', () => {
   it('without a config file: exit 2', async () => {
     const result = await runMux([]);
     expect(result.code).toBe(2);
-    expect(result.records.find((record) => record.event === 'mux-usage')?.error).toMatch(/--config FILE is required \(or CBACTIONS_CONFIG\)/);
+    expect(result.records.find((record) => record.event === 'mux.usage')?.error).toMatch(/--config FILE is required \(or CBACTIONS_CONFIG\)/);
   });
 
   it('an invalid config: exit 2, every problem named by its field', async () => {
@@ -44,7 +44,7 @@ describe('cbactions mux: start-up failures', () => {
     writeFileSync(path, 'github:\n  scope: { organization: "has space" }\n  auth: { token: { env: T } }\ncodebuild: { projectName: p1 }\npayloads: { key: { local: { file: k } }, store: { local: { dir: d } } }\npools: [{ name: linux, labels: [x] }]\nmux: { isolation: chroot }\n');
     const result = await runMux(['--config', path]);
     expect(result.code).toBe(2);
-    const message = String(result.records.find((record) => record.event === 'mux-failed')?.error);
+    const message = String(result.records.find((record) => record.event === 'mux.failed')?.error);
     expect(message).toContain('github.scope');
     expect(message).toContain('mux.isolation');
   });
@@ -55,7 +55,7 @@ describe('cbactions mux: start-up failures', () => {
     const path = writeConfig(dir, muxConfig({ fake, runnerRoot: makeMuxRunnerRoot(join(dir, 'runner')), stateDir: join(dir, 'state'), scope: { organization: 'octo' }, pools: [{ name: 'p', labels: ['p'], slots: 1 }], mux: { isolation: 'hardlink' } }));
     const result = await runMux([], { CBACTIONS_CONFIG: path, FAKE_GH_TOKEN: 'ghp_wrong_one' });
     expect(result.code).toBe(1);
-    const failure = result.records.find((record) => record.event === 'mux-failed');
+    const failure = result.records.find((record) => record.event === 'mux.failed');
     expect(failure).toMatchObject({ code: 'GITHUB_AUTH' });
     expect(String(failure?.error)).toMatch(/list runner groups of organization octo: HTTP 401/);
     expect(result.stderr).not.toContain('ghp_wrong_one');
@@ -67,7 +67,7 @@ describe('cbactions mux: start-up failures', () => {
     const path = writeConfig(dir, muxConfig({ fake, runnerRoot: makeMuxRunnerRoot(join(dir, 'runner')), stateDir: join(dir, 'state'), scope: { organization: 'octo' }, github: { runnerGroup: 'missing' }, pools: [{ name: 'p', labels: ['p'], slots: 1 }], mux: { isolation: 'hardlink' } }));
     const result = await runMux(['--config', path], { FAKE_GH_TOKEN: 'ghp_fake_test_token' });
     expect(result.code).toBe(2);
-    expect(String(result.records.find((record) => record.event === 'mux-failed')?.error)).toMatch(/^github\.runnerGroup: no runner group "missing" in organization octo; it has: Default \(1\)$/);
+    expect(String(result.records.find((record) => record.event === 'mux.failed')?.error)).toMatch(/^github\.runnerGroup: no runner group "missing" in organization octo; it has: Default \(1\)$/);
     expect(fake.runners.size).toBe(0);
   });
 });

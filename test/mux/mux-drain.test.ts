@@ -68,8 +68,8 @@ describe('cbactions mux: drain', () => {
     // Nothing re-registered after the signal; every registration is gone.
     expect(github.calls.slice(callsBefore).filter((call) => call.path.endsWith('/generate-jitconfig'))).toEqual([]);
     expect(github.runners.size).toBe(0);
-    expect(eventsNamed(mux.logs, 'drain-finished')).toHaveLength(1);
-    expect(eventsNamed(mux.logs, 'listener-stopping')).toHaveLength(2);
+    expect(eventsNamed(mux.logs, 'mux.drain-finished')).toHaveLength(1);
+    expect(eventsNamed(mux.logs, 'mux.listener-stopping')).toHaveLength(2);
   });
 
   it('past mux.drainTimeoutSeconds it stops busy listeners too (the job is cancelled) and exits 1', async () => {
@@ -79,7 +79,7 @@ describe('cbactions mux: drain', () => {
     await waitFor('busy slot', async () => (await mux.status()).slots[0]?.state === 'busy');
     mux.kill('SIGTERM');
     expect(await mux.exited).toEqual({ code: 1, signal: null });
-    expect(eventsNamed(mux.logs, 'drain-timeout')).toHaveLength(1);
+    expect(eventsNamed(mux.logs, 'mux.drain-timeout')).toHaveLength(1);
     expect(job.result).toBe('Canceled');
     expect(agent?.enabled).toBe(false);
     expect(github.runners.size).toBe(0);

@@ -37,7 +37,7 @@ describe('cbactions mux: listener exit codes', () => {
 
   const slotOf = async (pool: string): Promise<SlotStatus> => (await mux.status()).slots.find((slot) => slot.pool === pool) as SlotStatus;
   const runnerOf = (pool: string): FakeRunner | undefined => [...fake.runners.values()].find((runner) => runner.labels.includes(pool));
-  const exitRecords = (pool: string) => eventsNamed(mux.logs, 'listener-exited').filter((record) => record.pool === pool);
+  const exitRecords = (pool: string) => eventsNamed(mux.logs, 'mux.listener-exited').filter((record) => record.pool === pool);
 
   async function expectReregistered(pool: string, code: number): Promise<void> {
     const before = runnerOf(pool) as FakeRunner;
@@ -53,7 +53,7 @@ describe('cbactions mux: listener exit codes', () => {
     expect(exitRecords(pool)[0]).toMatchObject({ code, action: 'reregister' });
     // It backed off before registering again.
     const exitAt = mux.logs.indexOf(exitRecords(pool)[0] as never);
-    expect(mux.logs.slice(exitAt).find((record) => record.pool === pool && record.event === 'backing-off')).toBeDefined();
+    expect(mux.logs.slice(exitAt).find((record) => record.pool === pool && record.event === 'mux.backing-off')).toBeDefined();
     const slot = await slotOf(pool);
     expect(slot).toMatchObject({ restarts: 1, lastExit: { code }, runnerName: after.name });
   }
@@ -92,7 +92,7 @@ describe('cbactions mux: listener exit codes', () => {
     expect(await slotOf(pool)).toMatchObject({ lastExit: { code }, runnerName: null });
     expect(fake.deleted.find((entry) => entry.runner.id === before.id)?.by).toBe('api');
     expect(runnerOf(pool)).toBeUndefined();
-    const alert = eventsNamed(mux.logs, 'pool-stopped').find((record) => record.pool === pool);
+    const alert = eventsNamed(mux.logs, 'mux.pool-stopped').find((record) => record.pool === pool);
     expect(alert).toMatchObject({ level: 'fatal', alert: true });
     const metrics = await (await fetch(`${mux.statusUrl}/metrics`)).text();
     expect(metrics).toContain(`cbactions_mux_pool_stopped{pool="${pool}"} 1`);
@@ -115,7 +115,7 @@ describe('cbactions mux: listener exit codes', () => {
     // At most one restart per 500 ms floor (+1 for a restart already under way): a slower machine only restarts less.
     expect(restarts).toBeLessThanOrEqual(Math.floor(window / 500) + 1);
     expect(restarts).toBeGreaterThanOrEqual(1);
-    const delays = eventsNamed(mux.logs, 'backing-off')
+    const delays = eventsNamed(mux.logs, 'mux.backing-off')
       .filter((record) => record.pool === 'spin')
       .map((record) => Number(record.delayMs));
     expect(delays.length).toBeGreaterThanOrEqual(5);

@@ -91,7 +91,7 @@ describe('Mux in-process', () => {
     expect(readFileSync(shim, 'utf8')).toContain(CBACTIONS_BIN);
     expect(existsSync(`${shim}.orig`)).toBe(true);
     expect(statSync(join(stateDir, 'roots', 'shim-0', 'bin', 'Runner.Worker')).ino).toBe(statSync(shim).ino);
-    expect(logs.records.find((record) => record.event === 'worker-shim-installed')).toMatchObject({ shimPath: shim, keptOriginal: `${shim}.orig` });
+    expect(logs.records.find((record) => record.event === 'mux.worker-shim-installed')).toMatchObject({ shimPath: shim, keptOriginal: `${shim}.orig` });
     controller.abort();
     expect(await done).toBe(0);
   });
@@ -102,7 +102,7 @@ describe('Mux in-process', () => {
     await waitFor('a polling runner', () => [...github.runners.values()].some((runner) => runner.lastPollDisableUpdate === true));
     github.instruct({ kind: 'exit', code: 7, labels: ['old'] });
     expect(await done).toBe(1);
-    expect(logs.events()).toContain('all-pools-stopped');
+    expect(logs.events()).toContain('mux.all-pools-stopped');
     expect(github.runners.size).toBe(0);
   });
 });

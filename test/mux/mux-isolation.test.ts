@@ -32,7 +32,7 @@ describe('cbactions mux: isolation', () => {
   it('hardlink (forced): each slot runs in its own root of hard links, the shared root stays clean', async () => {
     const { runnerRoot, stateDir, configPath } = await setup({ isolation: 'hardlink' });
     const mux = await startMux(configPath);
-    expect(mux.logs.find((record) => record.event === 'isolation-chosen')).toMatchObject({ isolation: 'hardlink', reason: 'mux.isolation is "hardlink"' });
+    expect(mux.logs.find((record) => record.event === 'mux.isolation-chosen')).toMatchObject({ isolation: 'hardlink', reason: 'mux.isolation is "hardlink"' });
     // No probe ran: nothing under the probe's work directory.
     expect(existsSync(join(stateDir, 'probe'))).toBe(false);
     await waitFor('two polling runners', () => [...(fake?.runners.values() ?? [])].filter((runner) => runner.lastPollDisableUpdate === true).length === 2);
@@ -64,7 +64,7 @@ describe('cbactions mux: isolation', () => {
   it('auto with a broken preload.so: falls back to hard links and says why', async () => {
     const { dir, configPath } = await setup({ isolation: 'auto', preloadPath: join(tmpdir(), 'no-such-dir', 'preload.so') });
     const mux = await startMux(configPath);
-    const chosen = mux.logs.find((record) => record.event === 'isolation-chosen');
+    const chosen = mux.logs.find((record) => record.event === 'mux.isolation-chosen');
     expect(chosen).toMatchObject({ isolation: 'hardlink', level: 'warn' });
     expect(String(chosen?.reason)).toMatch(/^falling back to per-slot hard-link roots: preload library .*no-such-dir\/preload\.so is not usable/);
     expect((await mux.status()).isolation.kind).toBe('hardlink');
@@ -77,7 +77,7 @@ describe('cbactions mux: isolation', () => {
   it('auto with a working preload.so: probes it and uses it', async () => {
     const { stateDir, configPath } = await setup({ isolation: 'auto', preloadPath: PRELOAD_SO });
     const mux = await startMux(configPath);
-    expect(mux.logs.find((record) => record.event === 'isolation-chosen')).toMatchObject({ isolation: 'preload', level: 'info' });
+    expect(mux.logs.find((record) => record.event === 'mux.isolation-chosen')).toMatchObject({ isolation: 'preload', level: 'info' });
     expect((await runOneJob('preload job'))?.result).toBe('Succeeded');
     expect(existsSync(join(stateDir, 'roots'))).toBe(false);
     mux.kill('SIGTERM');

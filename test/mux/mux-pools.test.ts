@@ -50,7 +50,7 @@ describe('cbactions mux: pools of real listeners', () => {
       }
       expect(new Set(mine.map((runner) => runner.name.split('-').at(-2))).size).toBe(3);
     }
-    expect(mux.logs.find((record) => record.event === 'isolation-chosen')).toMatchObject({ isolation: 'preload' });
+    expect(mux.logs.find((record) => record.event === 'mux.isolation-chosen')).toMatchObject({ isolation: 'preload' });
 
     // Preload: one shared root, every slot's files in its own directory, none in the root.
     expect(existsSync(join(runnerRoot, '.runner'))).toBe(false);
@@ -111,7 +111,7 @@ describe('cbactions mux: pools of real listeners', () => {
     });
     const status = await mux.status();
     expect(status.slots.reduce((sum, slot) => sum + slot.restarts, 0)).toBe(8);
-    expect(eventsNamed(mux.logs, 'job-started')).toHaveLength(8);
+    expect(eventsNamed(mux.logs, 'mux.job-started')).toHaveLength(8);
 
     mux.kill('SIGTERM');
     expect(await mux.exited).toEqual({ code: 0, signal: null });

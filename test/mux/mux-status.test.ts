@@ -56,7 +56,7 @@ describe('cbactions mux: status, metrics, token registration', () => {
     for (const runner of [...github.runners.values()].filter((candidate) => candidate.createdBy === 'configure')) {
       expect(runner).toMatchObject({ runnerGroupId: 7, ephemeral: true, labels: ['self-hosted', 'Linux', 'X64', 'web'] });
     }
-    expect(eventsNamed(mux.logs, 'registered').every((record) => record.flow === 'token')).toBe(true);
+    expect(eventsNamed(mux.logs, 'mux.registered').every((record) => record.flow === 'token')).toBe(true);
     // The registration token never reaches the logs.
     const tokens = [...github.registrationTokens.keys()];
     expect(tokens.length).toBeGreaterThanOrEqual(2);

@@ -20,7 +20,7 @@ describe('TaskProtection', () => {
     await protection.close();
     expect(protection.available).toBe(false);
     expect(protection.enabled).toBe(false);
-    expect(logs.events()).toEqual(['task-protection-unavailable', 'task-protection-skipped', 'task-protection-skipped']);
+    expect(logs.events()).toEqual(['mux.task-protection-unavailable', 'mux.task-protection-skipped', 'mux.task-protection-skipped']);
   });
 
   it('sets protection while busy and clears it when idle, with the agent request body', async () => {
@@ -57,7 +57,7 @@ describe('TaskProtection', () => {
     protection.setDesired(true);
     await waitFor('protection after two failures', () => agent?.enabled);
     expect(agent.requests.map((request) => request.status)).toEqual([500, 500, 200]);
-    expect(logs.events().filter((event) => event === 'task-protection-failed')).toHaveLength(2);
+    expect(logs.events().filter((event) => event === 'mux.task-protection-failed')).toHaveLength(2);
     await protection.close();
   });
 
@@ -65,7 +65,7 @@ describe('TaskProtection', () => {
     const logs = captureLogger();
     const protection = new TaskProtection({ agentUri: 'http://127.0.0.1:9', expiresInMinutes: 5, logger: logs.logger, retry: { initialMs: 10, maxMs: 20 } });
     protection.setDesired(true);
-    await waitFor('failures logged', () => logs.events().filter((event) => event === 'task-protection-failed').length >= 2);
+    await waitFor('failures logged', () => logs.events().filter((event) => event === 'mux.task-protection-failed').length >= 2);
     expect(protection.enabled).toBe(false);
     await protection.close();
   });
