@@ -89,24 +89,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
     const registry = new OctokitRunnerRegistry(octokit, config.github.scope);
     await mkdir(config.mux.stateDir, { recursive: true, mode: 0o700 });
     const socketPath = join(config.mux.stateDir, 'watcher.sock');
-    let mux: Mux | undefined;
-    watcher.start();
-    server = await WatcherServer.listen({
-      socketPath,
-      watcher,
-      builds,
-      logger,
-      onEvent: (event) => {
-        if (event.kind === 'tracked' && event.build.slot) mux?.setSlotBuild(event.build.slot, event.build.buildId);
-      },
-    });
-    const queueUrl = env[MuxEnv.EventsQueueUrl];
-    if (queueUrl) {
-      const sqs = new SQSClient(region ? { region } : {});
-      void consumeBuildEvents({ queue: new SqsEventQueue(sqs, queueUrl), onBuildEvent: (buildId) => watcher.poke(buildId), logger, signal: background.signal }).finally(() => sqs.destroy());
-      logger.info({ event: 'mux.build-events', queueUrl }, 'reading build state changes from SQS');
-    }
-    mux = new Mux({
+    const mux = new Mux({
       config,
       configPath,
       registry,
@@ -120,6 +103,22 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
       probePreload,
       installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, cliPath()),
     });
+    watcher.start();
+    server = await WatcherServer.listen({
+      socketPath,
+      watcher,
+      builds,
+      logger,
+      onEvent: (event) => {
+        if (event.kind === 'tracked' && event.build.slot) mux.setSlotBuild(event.build.slot, event.build.buildId);
+      },
+    });
+    const queueUrl = env[MuxEnv.EventsQueueUrl];
+    if (queueUrl) {
+      const sqs = new SQSClient(region ? { region } : {});
+      void consumeBuildEvents({ queue: new SqsEventQueue(sqs, queueUrl), onBuildEvent: (buildId) => watcher.poke(buildId), logger, signal: background.signal }).finally(() => sqs.destroy());
+      logger.info({ event: 'mux.build-events', queueUrl }, 'reading build state changes from SQS');
+    }
     return await mux.run(options.signal);
   } finally {
     background.abort();
