@@ -63,6 +63,16 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('local')
+    .description('try it on one machine: the mux against GitHub, jobs run by the local build service instead of CodeBuild')
+    .option('--config <file>', 'configuration file, e.g. from `cbactions init` (default: $CBACTIONS_CONFIG)')
+    .option('--state-dir <dir>', 'local key, payloads, build records and logs', '.cbactions')
+    .action(async (options: { config?: string; stateDir?: string }) => {
+      const { runLocalCommand } = await import('./local.js');
+      process.exitCode = await runLocalCommand(options);
+    });
+
+  program
     .command('status')
     .description("show a running mux's pools and slots")
     .option('--url <url>', "the mux's status endpoint", 'http://127.0.0.1:8080')

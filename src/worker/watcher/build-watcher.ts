@@ -18,6 +18,11 @@ export interface WatcherOptions {
   throttleMaxMs?: number;
   /** Consecutive "not found" answers before a build counts as gone. */
   notFoundLimit?: number;
+  /**
+   * Consecutive sweeps failing with an error that is not worth retrying (no credentials,
+   * access denied) before the waiters are told, so workers fall back to polling themselves.
+   */
+  hardFailureLimit?: number;
   random?: () => number;
 }
 
@@ -50,6 +55,7 @@ export class BuildWatcher implements BuildWaiter {
   private wake: (() => void) | undefined;
   private pokedAt = 0;
   private backoffMs = 0;
+  private consecutiveHardFailures = 0;
   private running = false;
   private loop: Promise<void> | undefined;
   private readonly closed = new AbortController();
@@ -64,6 +70,7 @@ export class BuildWatcher implements BuildWaiter {
       maxCallsPerSecond: options.maxCallsPerSecond ?? 1,
       throttleMaxMs: options.throttleMaxMs ?? 30_000,
       notFoundLimit: options.notFoundLimit ?? 5,
+      hardFailureLimit: options.hardFailureLimit ?? 3,
       random: options.random ?? Math.random,
     };
   }
@@ -174,6 +181,16 @@ export class BuildWatcher implements BuildWaiter {
     this.watched.delete(entry.buildId);
   }
 
+  /** The watcher cannot do its job: hand every build back to its waiter. */
+  private failAll(cause: unknown): void {
+    const error = new CbactionsError('WATCHER_FAILING', `the host's build watcher cannot reach CodeBuild (${describeError(cause)})`, { cause });
+    for (const entry of [...this.watched.values()]) {
+      for (const waiter of [...entry.waiters]) waiter.reject(error);
+      this.watched.delete(entry.buildId);
+    }
+    this.consecutiveHardFailures = 0;
+  }
+
   private sweepIntervalMs(calls: number): number {
     const budget = (calls / this.options.maxCallsPerSecond) * 1000;
     return Math.max(this.options.minIntervalMs, budget) + this.backoffMs;
@@ -225,14 +242,18 @@ export class BuildWatcher implements BuildWaiter {
         if (throttled) this.stats.throttled++;
         else this.stats.errors++;
         if (throttled || isRetryableAwsError(error)) {
+          this.consecutiveHardFailures = 0;
           this.logger.warn({ event: 'watcher.poll-failed', error: awsErrorName(error), throttled }, 'BatchGetBuilds failed; backing off');
         } else {
-          this.logger.error({ event: 'watcher.poll-error', error: describeError(error) }, 'BatchGetBuilds failed; backing off');
+          this.consecutiveHardFailures++;
+          this.logger.error({ event: 'watcher.poll-error', error: describeError(error), consecutive: this.consecutiveHardFailures }, 'BatchGetBuilds failed; backing off');
+          if (this.consecutiveHardFailures >= this.options.hardFailureLimit) this.failAll(error);
         }
         // The rest of this sweep would meet the same fate: back off first.
         break;
       }
     }
+    if (!failed) this.consecutiveHardFailures = 0;
     if (failed) {
       // Full jitter on a doubling ceiling; each successful sweep halves the backoff again.
       const ceiling = Math.min(this.options.throttleMaxMs, Math.max(this.options.minIntervalMs, this.backoffMs * 2));

@@ -89,6 +89,7 @@ export class WatcherServer {
     let build: TrackedBuild | undefined;
     let finished = false;
     let workerDone = false;
+    let released = false;
     let stopFollowing: (() => void) | undefined;
     const send = (message: ServerMessage) => {
       if (!socket.destroyed) socket.write(`${JSON.stringify(message)}\n`);
@@ -150,7 +151,9 @@ export class WatcherServer {
             })
             .catch((error: unknown) => {
               if (following.signal.aborted) return;
-              // The worker falls back to polling on its own and will see the same.
+              // The worker falls back to polling on its own; its closing the connection
+              // then is not a dead worker.
+              released = true;
               this.tracked.delete(current.buildId);
               send({ op: 'error', code: isCbactionsError(error) ? error.code : 'WATCHER_ERROR', message: describeError(error).slice(0, 1000) });
             });
@@ -171,7 +174,7 @@ export class WatcherServer {
     socket.on('close', () => {
       this.connections.delete(socket);
       stopFollowing?.();
-      if (build && !finished && !workerDone) void this.stopOrphan(build);
+      if (build && !finished && !workerDone && !released) void this.stopOrphan(build);
     });
   }
 

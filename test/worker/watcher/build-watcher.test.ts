@@ -91,3 +91,19 @@ describe('BuildWatcher', () => {
     expect(builds.count('get')).toBe(0);
   });
 });
+
+describe('BuildWatcher that cannot reach CodeBuild', () => {
+  it('hands its builds back to their waiters after repeated hard failures', async () => {
+    const builds = new InMemoryBuilds();
+    const [id] = await startBuilds(builds, 1);
+    for (let i = 0; i < 3; i++) builds.failures.push({ op: 'get', error: Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }) });
+    const watcher = new BuildWatcher(builds, silent, { minIntervalMs: 5, maxCallsPerSecond: 200, hardFailureLimit: 3 });
+    watcher.start();
+    try {
+      await expect(watcher.waitForCompletion(String(id))).rejects.toMatchObject({ code: 'WATCHER_FAILING' });
+      expect(watcher.getStats().watching).toBe(0);
+    } finally {
+      await watcher.close();
+    }
+  });
+});

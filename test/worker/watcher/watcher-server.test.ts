@@ -28,7 +28,7 @@ describe('watcher server and client over the local socket', () => {
 
   beforeEach(async () => {
     builds = new InMemoryBuilds();
-    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 10, maxCallsPerSecond: 100 });
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 10, maxCallsPerSecond: 100, hardFailureLimit: 3 });
     watcher.start();
     events = [];
     server = await WatcherServer.listen({ socketPath: join(mkdtempSync(join(tmpdir(), 'watcher-')), 'w.sock'), watcher, builds, logger: silent, onEvent: (event) => events.push(event) });
@@ -89,6 +89,18 @@ describe('watcher server and client over the local socket', () => {
     await server.close();
     builds.finish(id);
     await expect(result).resolves.toMatchObject({ status: 'SUCCEEDED' });
+  });
+
+  it('hands a build back when the watcher cannot poll, without stopping it when the worker falls back', async () => {
+    const id = await newBuild();
+    const hardFailure = () => Object.assign(new Error('no credentials'), { name: 'CredentialsProviderError' });
+    for (let i = 0; i < 3; i++) builds.failures.push({ op: 'get', error: hardFailure() });
+    const client = await WatcherClient.connect(server.socketPath, { pid: 1 }, new PollingBuildWaiter(builds, silent, { initialIntervalMs: 10 }), silent);
+    client!.track(id, { jobId: 'j' });
+    const result = client!.waitForCompletion(id);
+    setTimeout(() => builds.finish(id), 300);
+    await expect(result).resolves.toMatchObject({ status: 'SUCCEEDED' });
+    expect(builds.count('stop')).toBe(0);
   });
 
   it('is not there: the worker polls on its own', async () => {

@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
+import { CBACTIONS_BIN } from '../support/runner-root.js';
+import { makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, waitFor, writeConfig, type LogRecord } from '../mux/helpers.js';
+
+/**
+ * The whole system on one machine, as `cbactions local` runs it: the mux registers runners
+ * with (fake) GitHub; a (fake) Runner.Listener gets a job and starts the installed
+ * Runner.Worker shim → `cbactions worker` → the in-process local build service (the real
+ * SDK's CodeBuild path) → buildspec.yml → `cbactions entrypoint` → the runner's own
+ * (fake) Runner.Worker in a separate build root → the result back to GitHub.
+ */
+describe('cbactions local: every part together', () => {
+  let fake: FakeGitHub | undefined;
+  let child: ChildProcess | undefined;
+
+  afterAll(async () => {
+    if (child?.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGKILL');
+    await fake?.stop();
+  });
+
+  it('runs jobs through the mux, the worker, the local build service and the entrypoint, then drains', { timeout: 150_000 }, async () => {
+    fake = await startFakeGitHub({ tokens: ['ghp_local_token'] });
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-local-'));
+    const runnerRoot = makeMuxRunnerRoot(join(dir, 'runner'));
+    const stateDir = join(dir, 'state');
+    const config = muxConfig({ fake, runnerRoot, stateDir: join(dir, 'ignored'), pools: [{ name: 'local', labels: ['cbactions', 'local'], slots: 2 }], mux: { isolation: 'preload', preloadPath: PRELOAD_SO, installWorkerShim: true } });
+    const configPath = writeConfig(dir, config);
+
+    const logs: LogRecord[] = [];
+    child = spawn(process.execPath, [CBACTIONS_BIN, 'local', '--config', configPath, '--state-dir', stateDir], {
+      env: { ...process.env, FAKE_GH_TOKEN: 'ghp_local_token', CBACTIONS_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
+      try {
+        logs.push(JSON.parse(line) as LogRecord);
+      } catch {
+        logs.push({ msg: line });
+      }
+    });
+
+    const dump = () => logs.map((record) => JSON.stringify(record)).join('\n').slice(-20_000);
+    await waitFor('two runners polling', () => [...(fake?.runners.values() ?? [])].filter((runner) => runner.lastPollDisableUpdate === true).length === 2, 30_000).catch((error: Error) => {
+      throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
+    });
+    const ok = fake.queueJob(['local'], namedJob('local ok', { action: 'succeed' }));
+    const failing = fake.queueJob(['local'], namedJob('local fails', { action: 'fail' }));
+    await waitFor('both jobs completed', () => ok.status === 'completed' && failing.status === 'completed', 60_000).catch((error: Error) => {
+      throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
+    });
+    expect(ok).toMatchObject({ result: 'Succeeded', exitCode: 100 });
+    expect(failing).toMatchObject({ result: 'Failed', exitCode: 102 });
+
+    // The jobs ran in builds of the local build service, each with the runner's own worker.
+    const records = readdirSync(join(stateDir, 'builds', 'builds')).map((uuid) => JSON.parse(readFileSync(join(stateDir, 'builds', 'builds', uuid, 'record.json'), 'utf8')) as { buildStatus: string; exportedEnvironmentVariables: { name: string; value: string }[] });
+    expect(records.map((record) => record.exportedEnvironmentVariables.find((variable) => variable.name === 'CBACTIONS_EXIT_CODE')?.value).sort()).toEqual(['100', '102']);
+    expect(existsSync(join(stateDir, 'build-runner', '_diag'))).toBe(true);
+    expect(readdirSync(join(stateDir, 'build-runner', '_diag')).filter((name) => name.startsWith('fake-worker-'))).toHaveLength(2);
+    // The watcher saw both builds and told the mux which slot ran which.
+    expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(2);
+    expect(logs.filter((record) => record.event === 'worker.finished')).toHaveLength(2);
+    expect(readdirSync(join(stateDir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);
+
+    process.kill(child.pid as number, 'SIGTERM');
+    expect(await exited).toBe(0);
+    expect(fake.runners.size).toBe(0);
+  });
+});
