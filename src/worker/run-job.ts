@@ -201,6 +201,13 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       await stopBuild('cancel marker failed');
       return;
     }
+    // The last poll may be seconds old: ask once more before stopping a build outright.
+    try {
+      const fresh = (await deps.builds.getBuilds([buildId])).builds.find((build) => build.id === buildId);
+      if (fresh) latest = fresh;
+    } catch (error) {
+      logger.warn({ event: 'worker.cancel-refresh-failed', buildId, error: awsErrorName(error) }, 'could not refresh the build before cancelling');
+    }
     if (beforeJobPhase(latest)) {
       // The job has not started in the build: nothing to cancel gracefully.
       await stopBuild(`cancelled while ${latest.currentPhase ?? 'starting'}`);
