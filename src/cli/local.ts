@@ -18,6 +18,8 @@ const PACKAGE_ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 export interface LocalOptions {
   config?: string;
   stateDir?: string;
+  /** An actions/runner installation; default: the config's `mux.runnerRoot`. */
+  runnerRoot?: string;
 }
 
 /**
@@ -25,12 +27,12 @@ export interface LocalOptions {
  * key and payload directory instead of KMS and S3, and the mux's state under the local
  * state directory. Nothing secret is written: the config holds only references.
  */
-export function localConfig(config: Config, stateDir: string): Config {
+export function localConfig(config: Config, stateDir: string, runnerRoot?: string): Config {
   return {
     ...config,
     payloads: { key: { local: { file: join(stateDir, 'payload.key') } }, store: { local: { dir: join(stateDir, 'payloads') } } },
     codebuild: { ...config.codebuild, region: config.codebuild.region ?? 'us-east-1' },
-    mux: { ...config.mux, stateDir: join(stateDir, 'mux') },
+    mux: { ...config.mux, stateDir: join(stateDir, 'mux'), ...(runnerRoot !== undefined ? { runnerRoot: resolve(runnerRoot) } : {}) },
   };
 }
 
@@ -105,7 +107,7 @@ export async function runLocalCommand(options: LocalOptions): Promise<number> {
   process.on('SIGINT', onSignal);
   let service: RunningBuildService | undefined;
   try {
-    const config = localConfig(await loadConfigFile(resolve(configFile)), stateDir);
+    const config = localConfig(await loadConfigFile(resolve(configFile)), stateDir, options.runnerRoot);
     await mkdir(join(stateDir, 'payloads'), { recursive: true, mode: 0o700 });
     if (!(await exists(join(stateDir, 'payload.key')))) await createLocalKeyFile(join(stateDir, 'payload.key'));
     const configPath = join(stateDir, 'config.json');

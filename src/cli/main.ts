@@ -67,7 +67,8 @@ export function buildProgram(): Command {
     .description('try it on one machine: the mux against GitHub, jobs run by the local build service instead of CodeBuild')
     .option('--config <file>', 'configuration file, e.g. from `cbactions init` (default: $CBACTIONS_CONFIG)')
     .option('--state-dir <dir>', 'local key, payloads, build records and logs', '.cbactions')
-    .action(async (options: { config?: string; stateDir?: string }) => {
+    .option('--runner-root <dir>', "an actions/runner installation (default: the config's mux.runnerRoot)")
+    .action(async (options: { config?: string; stateDir?: string; runnerRoot?: string }) => {
       const { runLocalCommand } = await import('./local.js');
       process.exitCode = await runLocalCommand(options);
     });
