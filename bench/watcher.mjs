@@ -17,12 +17,7 @@ import { parseArgs } from 'node:util';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = (path) => join(ROOT, 'dist', path);
 const { runFakeJob } = await import(dist('test/fixtures/fake-listener.js'));
-const { CodeBuildBuildService } = await import(dist('src/worker/build-service.js'));
-const { BuildWatcher } = await import(dist('src/worker/watcher/build-watcher.js'));
-const { WatcherServer } = await import(dist('src/worker/watcher/watcher-server.js'));
 const { createLocalKeyFile } = await import(dist('src/seal/local-key-service.js'));
-const { createLogger } = await import(dist('src/util/logger.js'));
-const { CodeBuildClient } = await import('@aws-sdk/client-codebuild');
 
 const { values: args } = parseArgs({
   options: {
@@ -36,7 +31,6 @@ const { values: args } = parseArgs({
 const JOBS = Number(args.jobs);
 const ARRIVAL_MS = Number(args['arrival-seconds']) * 1000;
 const CREDENTIALS = { AWS_ACCESS_KEY_ID: 'AKIDBENCH', AWS_SECRET_ACCESS_KEY: 'bench', AWS_REGION: 'us-east-1' };
-const silent = createLogger({ name: 'bench', level: 'silent' });
 
 function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
@@ -87,21 +81,31 @@ function listenerRoot(base, name, workerCommand) {
   return root;
 }
 
-/** Peak RSS (VmHWM) of every process carrying the run's marker, sampled until stopped. */
+/**
+ * Peak RSS (VmHWM) of every process carrying the run's marker, sampled until stopped. Each
+ * new pid's environment is read once; only known workers are sampled after that, so the
+ * sampler itself stays cheap next to hundreds of processes.
+ */
 function sampleWorkerMemory(marker) {
+  const needle = Buffer.from(`BENCH_MARKER=${marker}\0`);
+  const classified = new Map();
   const peaks = new Map();
   const timer = setInterval(() => {
+    const live = new Set();
     for (const pid of readdirSync('/proc')) {
       if (!/^\d+$/.test(pid)) continue;
+      live.add(pid);
       try {
-        if (!readFileSync(`/proc/${pid}/environ`).includes(Buffer.from(`BENCH_MARKER=${marker}\0`))) continue;
+        if (!classified.has(pid)) classified.set(pid, readFileSync(`/proc/${pid}/environ`).includes(needle));
+        if (!classified.get(pid)) continue;
         const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
         if (hwm) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, Number(hwm[1]) * 1024));
       } catch {
         // Gone between listing and reading.
       }
     }
-  }, 250);
+    for (const pid of classified.keys()) if (!live.has(pid)) classified.delete(pid);
+  }, 500);
   return () => {
     clearInterval(timer);
     return [...peaks.values()].sort((a, b) => a - b);
@@ -188,19 +192,19 @@ async function sharedWatcher() {
     mkdirSync(join(root, 'bin'), { recursive: true });
     writeFileSync(join(root, '.runner'), JSON.stringify({ agentId: 1, agentName: 'bench', poolId: 1, serverUrl: 'https://example.invalid', workFolder: '_work' }));
     execFileSync(join(ROOT, 'bin', 'cbactions'), ['install-worker', root]);
-    // The host's watcher, with the mux's defaults.
-    const client = new CodeBuildClient({ endpoint: service.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench' }, maxAttempts: 1 });
-    const builds = new CodeBuildBuildService(client);
-    const watcher = new BuildWatcher(builds, silent);
-    watcher.start();
-    const server = await WatcherServer.listen({ socketPath: join(dir, 'watcher.sock'), watcher, builds, logger: silent });
+    // The host's watcher in its own process, with the mux's defaults.
+    const socketPath = join(dir, 'watcher.sock');
+    const host = spawn(process.execPath, ['--no-warnings', join(ROOT, 'bench', 'watcher-host.mjs'), service.endpoint, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((resolveReady, reject) => {
+      host.stdout.once('data', resolveReady);
+      host.once('exit', (code) => reject(new Error(`the watcher host exited (${code})`)));
+    });
     return {
       root,
-      env: { CBACTIONS_CONFIG: configPath, CBACTIONS_WATCHER_SOCKET: server.socketPath, CBACTIONS_WORKER_LOG: join(dir, 'worker.log') },
+      env: { CBACTIONS_CONFIG: configPath, CBACTIONS_WATCHER_SOCKET: socketPath, CBACTIONS_WORKER_LOG: join(dir, 'worker.log') },
       stop: async () => {
-        await server.close();
-        await watcher.close();
-        client.destroy();
+        host.kill('SIGTERM');
+        await new Promise((r) => host.once('exit', r));
       },
     };
   });

@@ -7,7 +7,6 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { loadConfigFile } from '../config/load.js';
 import type { SecretSource } from '../config/schema.js';
@@ -17,7 +16,7 @@ import { ExitCode } from '../protocol/exit-codes.js';
 import { describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { CodeBuildBuildService } from '../worker/build-service.js';
-import { installWorkerShim } from '../worker/install.js';
+import { installWorkerShim, workerEntry } from '../worker/install.js';
 import { consumeBuildEvents, SqsEventQueue } from '../worker/watcher/build-events.js';
 import { BuildWatcher } from '../worker/watcher/build-watcher.js';
 import { WATCHER_SOCKET_VARIABLE } from '../worker/watcher/protocol.js';
@@ -44,10 +43,6 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 /** After the drain, anything still holding the event loop (keep-alive sockets, SDK timers) gets this long. */
 const EXIT_GRACE_MS = 2_000;
 
-/** The `cbactions` launcher, for the Runner.Worker shim: `<package>/bin/cbactions`. */
-function cliPath(): string {
-  return resolve(fileURLToPath(import.meta.url), '../../../../bin/cbactions');
-}
 
 function configSecretSources(auth: { token: SecretSource } | { app: { privateKey: SecretSource } }): SecretSource[] {
   return 'token' in auth ? [auth.token] : [auth.app.privateKey];
@@ -101,7 +96,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
       ecsAgentUri: env[MuxEnv.EcsAgentUri] || undefined,
       defaultPreloadPath: () => builtPreloadArtifacts().preloadPath,
       probePreload,
-      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, cliPath()),
+      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, workerEntry()),
     });
     watcher.start();
     server = await WatcherServer.listen({

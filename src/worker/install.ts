@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { chmod, lstat, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,9 +61,22 @@ export async function installWorkerShim(runnerRoot: string, nodePath: string, cl
   return result;
 }
 
+/** This installation: `<package>/dist/src/worker/install.js`, or the bundle at `<package>/dist/src/cli/main.js` in the images. */
+export const PACKAGE_ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
+
+/**
+ * What the shim runs. The single-file bundle loads in about half the CPU time of the
+ * module tree (the listener starts one worker per job, and the SDK is hundreds of files),
+ * so a checkout uses `dist/bundle/cbactions.mjs` when `npm run build` made it; the images
+ * carry the bundle behind `bin/cbactions` already.
+ */
+export function workerEntry(packageRoot: string = PACKAGE_ROOT): string {
+  const bundle = join(packageRoot, 'dist', 'bundle', 'cbactions.mjs');
+  return existsSync(bundle) ? bundle : join(packageRoot, 'bin', 'cbactions');
+}
+
 export async function runInstallWorkerCommand(runnerRoot: string): Promise<number> {
-  const cliPath = resolve(fileURLToPath(import.meta.url), '../../../../bin/cbactions');
-  const result = await installWorkerShim(runnerRoot, process.execPath, cliPath);
+  const result = await installWorkerShim(runnerRoot, process.execPath, workerEntry());
   process.stdout.write(`installed ${result.shimPath}${result.keptOriginal ? ` (the runner's worker is kept as ${result.keptOriginal})` : ''}\n`);
   return 0;
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// The host's shared build watcher in a process of its own, as the mux runs it, for
+// bench/watcher.mjs: `node bench/watcher-host.mjs <codebuild endpoint> <socket path>`.
+// Prints "ready" when the socket listens; stops on SIGTERM.
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { CodeBuildClient } = await import('@aws-sdk/client-codebuild');
+const { CodeBuildBuildService } = await import(join(ROOT, 'dist', 'src', 'worker', 'build-service.js'));
+const { BuildWatcher } = await import(join(ROOT, 'dist', 'src', 'worker', 'watcher', 'build-watcher.js'));
+const { WatcherServer } = await import(join(ROOT, 'dist', 'src', 'worker', 'watcher', 'watcher-server.js'));
+const { createLogger } = await import(join(ROOT, 'dist', 'src', 'util', 'logger.js'));
+
+const [endpoint, socketPath] = process.argv.slice(2);
+const logger = createLogger({ name: 'bench-watcher', level: 'warn' });
+const client = new CodeBuildClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench' }, maxAttempts: 1 });
+const builds = new CodeBuildBuildService(client);
+// The mux's defaults: at least 1 s between sweeps, at most one BatchGetBuilds call per second.
+const watcher = new BuildWatcher(builds, logger);
+watcher.start();
+const server = await WatcherServer.listen({ socketPath, watcher, builds, logger });
+process.stdout.write('ready\n');
+process.once('SIGTERM', async () => {
+  await server.close();
+  await watcher.close();
+  client.destroy();
+  process.exit(0);
+});
