@@ -4,7 +4,7 @@ import { describeError, isCbactionsError } from '../util/errors.js';
 import { BuildLog } from './build-log.js';
 import type { BuildState, BuildStatus, PhaseContext, PhaseType, StopReason } from './build-record.js';
 import { BUILDSPEC_PHASES, parseBuildspec, type Buildspec, type BuildspecPhase, type BuildspecPhaseName } from './buildspec.js';
-import { killGroup, terminateGroup } from './process-group.js';
+import { killGroup, terminateGroup } from '../util/process-group.js';
 import type { RoleAssumer, TemporaryCredentials } from './role-assumer.js';
 import { ShellSession } from './shell-session.js';
 

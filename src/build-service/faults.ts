@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { seededRandom } from './seeded-random.js';
+import { seededRandom } from '../util/seeded-random.js';
 
 /** Phases a build can be made to fail in without running that phase's commands. */
 export const FAULT_PHASES = ['PROVISIONING', 'DOWNLOAD_SOURCE', 'INSTALL', 'PRE_BUILD', 'BUILD', 'POST_BUILD'] as const;

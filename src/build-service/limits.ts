@@ -2,6 +2,7 @@
  * CodeBuild's limits and enumerations, from the service model
  * (botocore codebuild/2016-10-06/service-2.json) and the user guide.
  */
+import { COMPUTE_TYPES, ENVIRONMENT_TYPES } from '../config/schema.js';
 
 /** "EnvironmentVariable should be at most 4096 characters" (per value). */
 export const MAX_ENVIRONMENT_VALUE_LENGTH = 4096;
@@ -16,34 +17,8 @@ export const IDEMPOTENCY_TOKEN_TTL_MS = 5 * 60_000;
 /** Above the concurrency limit builds queue, up to 5× the limit; beyond that StartBuild fails. */
 export const QUEUE_FACTOR = 5;
 
-export const COMPUTE_TYPE_VALUES = [
-  'BUILD_GENERAL1_SMALL',
-  'BUILD_GENERAL1_MEDIUM',
-  'BUILD_GENERAL1_LARGE',
-  'BUILD_GENERAL1_XLARGE',
-  'BUILD_GENERAL1_2XLARGE',
-  'BUILD_LAMBDA_1GB',
-  'BUILD_LAMBDA_2GB',
-  'BUILD_LAMBDA_4GB',
-  'BUILD_LAMBDA_8GB',
-  'BUILD_LAMBDA_10GB',
-  'ATTRIBUTE_BASED_COMPUTE',
-  'CUSTOM_INSTANCE_TYPE',
-] as const;
-
-export const ENVIRONMENT_TYPE_VALUES = [
-  'LINUX_CONTAINER',
-  'ARM_CONTAINER',
-  'LINUX_GPU_CONTAINER',
-  'LINUX_LAMBDA_CONTAINER',
-  'ARM_LAMBDA_CONTAINER',
-  'LINUX_EC2',
-  'ARM_EC2',
-  'WINDOWS_CONTAINER',
-  'WINDOWS_SERVER_2019_CONTAINER',
-  'WINDOWS_SERVER_2022_CONTAINER',
-  'WINDOWS_EC2',
-  'MAC_ARM',
-] as const;
+/** What StartBuild accepts: the compute types pools may use, and every environment type (Windows and Mac too, which pools do not offer). */
+export const COMPUTE_TYPE_VALUES = COMPUTE_TYPES;
+export const ENVIRONMENT_TYPE_VALUES = [...ENVIRONMENT_TYPES, 'WINDOWS_CONTAINER', 'WINDOWS_SERVER_2019_CONTAINER', 'WINDOWS_SERVER_2022_CONTAINER', 'WINDOWS_EC2', 'MAC_ARM'] as const;
 
 export const LAMBDA_ENVIRONMENT_TYPES: readonly string[] = ['LINUX_LAMBDA_CONTAINER', 'ARM_LAMBDA_CONTAINER'];

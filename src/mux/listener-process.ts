@@ -5,7 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { liveGroupMembers, signalGroup, workerProcesses } from './process-tree.js';
+import { liveGroupMembers, signalGroup } from '../util/process-group.js';
+import { workerProcesses } from './process-tree.js';
 
 export interface ListenerExitInfo {
   code: number | null;

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readProcStat } from '../../src/build-service/process-group.js';
+import { readProcStat } from '../../src/util/proc.js';
 import { resolveBuildServiceConfig, type BuildServiceConfigInput } from '../../src/build-service/config.js';
 import type { RoleAssumer } from '../../src/build-service/role-assumer.js';
 import { startBuildService, type RunningBuildService } from '../../src/build-service/server.js';

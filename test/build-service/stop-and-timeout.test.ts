@@ -2,7 +2,7 @@ import { AccountLimitExceededException, StartBuildCommand, StopBuildCommand } fr
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { liveGroupMembers } from '../../src/build-service/process-group.js';
+import { liveGroupMembers } from '../../src/util/process-group.js';
 import { phaseSummary, processAlive, startInProcess, waitUntil, type InProcess } from './harness.js';
 
 // Stopping, timing out, queueing: signals reach the build's commands, and nothing of a

@@ -3,18 +3,7 @@ import { Readable } from 'node:stream';
 import { encodeFrame, FrameDecoder, MAX_BODY_BYTES, readFrames } from '../../src/protocol/codec.js';
 import { MessageType, frameText, type Frame } from '../../src/protocol/messages.js';
 import { isCbactionsError } from '../../src/util/errors.js';
-
-/** A seeded PRNG so a failing split can be replayed from the printed seed. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../src/util/seeded-random.js';
 
 function splitRandomly(bytes: Buffer, random: () => number, maxChunk: number): Buffer[] {
   const chunks: Buffer[] = [];
@@ -71,7 +60,7 @@ describe('pipe codec', () => {
       encodeFrame(MessageType.OperatingSystemShutdown),
     ]);
     for (let seed = 1; seed <= 300; seed++) {
-      const random = mulberry32(seed);
+      const random = seededRandom(seed);
       const frames = decodeAll(splitRandomly(stream, random, 1 + Math.floor(random() * 40)));
       expect(frames.map((f) => f.type), `seed ${seed}`).toEqual([1, 2, 3, 4]);
       expect(frameText(frames[0] as Frame), `seed ${seed}`).toBe(job);
@@ -88,7 +77,7 @@ describe('pipe codec', () => {
   it('streams from an async iterable', async () => {
     const bytes = Buffer.concat([encodeFrame(MessageType.NewJobRequest, job), encodeFrame(MessageType.CancelRequest)]);
     const frames: Frame[] = [];
-    for await (const frame of readFrames(Readable.from(splitRandomly(bytes, mulberry32(7), 5)))) frames.push(frame);
+    for await (const frame of readFrames(Readable.from(splitRandomly(bytes, seededRandom(7), 5)))) frames.push(frame);
     expect(frames.map((f) => f.type)).toEqual([1, 2]);
   });
 
@@ -134,7 +123,7 @@ describe('pipe codec', () => {
 
   it('fails on random garbage without hanging or throwing anything but a codec error', () => {
     for (let seed = 1; seed <= 200; seed++) {
-      const random = mulberry32(seed);
+      const random = seededRandom(seed);
       const garbage = Buffer.from(Array.from({ length: 1 + Math.floor(random() * 64) }, () => Math.floor(random() * 256)));
       const code = codeOf(() => decodeAll(splitRandomly(garbage, random, 8)));
       if (code !== undefined) expect(code, `seed ${seed}`).toMatch(/^PIPE_/);

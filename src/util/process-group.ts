@@ -1,5 +1,10 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { sleep } from '../util/backoff.js';
+/**
+ * Process groups over /proc (Linux): a build's commands, or a listener with its worker,
+ * run as one group, found, signalled and waited for together.
+ */
+import { readdirSync } from 'node:fs';
+import { sleep } from './backoff.js';
+import { readProcStat } from './proc.js';
 
 /** Sends `signal` to every process of group `pgid`; false when the group is already gone. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
@@ -38,21 +43,7 @@ export function liveGroupMembers(pgid: number): number[] {
   return members;
 }
 
-/** State and process group of a pid from /proc/<pid>/stat, or undefined if it is gone. */
-export function readProcStat(pid: number): { state: string; pgrp: number } | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const state = fields[0];
-  const pgrp = Number(fields[2]);
-  if (state === undefined || !Number.isInteger(pgrp)) return undefined;
-  return { state, pgrp };
-}
+export { readProcStat } from './proc.js';
 
 /** Waits until the group has no live member; true if it emptied within `timeoutMs`. */
 export async function waitGroupGone(pgid: number, timeoutMs: number, pollMs = 50): Promise<boolean> {
