@@ -19,6 +19,8 @@ import { Construct } from 'constructs';
 import { DeploySchema, type DeployConfig } from '../config/deploy-schema.js';
 import type { Config, Pool } from '../config/schema.js';
 import { CbactionsError } from '../util/errors.js';
+import { BuildKitAsset } from './build-kit-asset.js';
+import { BUILD_KIT_ENV } from './build-kit.js';
 import { applyRolePermissions, buildPayloadStatements, taskPayloadStatements, vpcBuildStatements, type PayloadLocation } from './iam.js';
 import { ecrRepositoryFor, parseEcrImageUri, repositoryImage } from './images.js';
 import { Monitoring } from './monitoring.js';
@@ -45,6 +47,8 @@ export const TaskEnv = {
 /** Environment of the CodeBuild project (the worker adds the payload references per build). */
 export const ProjectEnv = {
   RunnerRoot: 'CBACTIONS_RUNNER_ROOT',
+  /** `s3://<bucket>/<key>` of the build kit; the buildspec fetches it when the image has no cbactions. */
+  KitS3Uri: BUILD_KIT_ENV,
 } as const;
 
 /** Fargate's ceiling for `stopTimeout` (SIGTERM → SIGKILL). */
@@ -60,8 +64,10 @@ export interface CbactionsProps {
   /** Text of the repository's buildspec.yml; the project gets it inline (NO_SOURCE builds). */
   readonly buildspec: string;
   /**
-   * The repository root, the Docker build context for the images built at deploy time.
-   * Required unless `deploy.images` names both images.
+   * The repository root after `npm run build`: the Docker build context for the images
+   * built at deploy time, and where the build kit (cbactions for stock CodeBuild images) is
+   * staged from. Required unless `deploy.images` names both images; without it there is no
+   * build kit, so every build image must carry cbactions itself.
    */
   readonly assetDirectory?: string;
   /**
@@ -118,6 +124,8 @@ export class Cbactions extends Construct {
   readonly createdGithubSecret?: secretsmanager.CfnSecret;
   readonly eventsQueue?: sqs.Queue;
   readonly alarmTopic?: sns.Topic;
+  /** cbactions for builds on images without it (absent without `assetDirectory`). */
+  readonly buildKit?: BuildKitAsset;
   readonly monitoring: Monitoring;
   readonly vpc: ec2.IVpc;
   /** The config the task runs with (CloudFormation tokens where the stack fills values in). */
@@ -248,7 +256,18 @@ export class Cbactions extends Construct {
         );
       }
     }
+    // cbactions itself for builds on images without it (a stock CodeBuild image as a pool's
+    // build.image): the buildspec fetches this kit when `cbactions` is not on the PATH.
+    if (props.assetDirectory !== undefined) {
+      this.buildKit = new BuildKitAsset(this, 'BuildKit', { repositoryRoot: props.assetDirectory });
+    }
     config.pools.forEach((pool, index) => {
+      if (this.buildKit === undefined && pool.build.image !== undefined) {
+        Annotations.of(this).addWarningV2(
+          'cbactions:pool-image-without-kit',
+          `pools[${index}].build.image: pool "${pool.name}" runs on ${pool.build.image}, and without the repository (assetDirectory) there is no build kit: the image must have cbactions on the PATH`,
+        );
+      }
       if (pool.build.environmentType.endsWith('_LAMBDA_CONTAINER') && pool.build.image === undefined) {
         Annotations.of(this).addWarningV2(
           'cbactions:lambda-pool-image',
@@ -270,6 +289,7 @@ export class Cbactions extends Construct {
       for (const statement of buildPayloadStatements(this, where)) role.addToPrincipalPolicy(statement);
       this.buildLogGroup.grantWrite(role);
       buildImageRepository?.grantPull(role);
+      this.buildKit?.grantRead(role);
       // The project grants its own role the VPC permissions; a role override needs them too.
       if (buildsInVpc && !options.projectRole) for (const statement of vpcBuildStatements(this, subnetArns())) role.addToPrincipalPolicy(statement);
     };
@@ -327,7 +347,10 @@ export class Cbactions extends Construct {
         // The Docker daemon for `container:` jobs and service containers; the worker sends
         // privilegedModeOverride per pool, the project mirrors whether any pool wants it.
         privileged,
-        environmentVariables: { [ProjectEnv.RunnerRoot]: { value: ImagePaths.runnerRoot } },
+        environmentVariables: {
+          [ProjectEnv.RunnerRoot]: { value: ImagePaths.runnerRoot },
+          ...(this.buildKit === undefined ? {} : { [ProjectEnv.KitS3Uri]: { value: this.buildKit.s3Uri } }),
+        },
       },
       // GitHub's default job timeout; a pool's timeoutMinutes overrides it per build.
       timeout: Duration.minutes(deploy.buildTimeoutMinutes),

@@ -109,7 +109,8 @@ export function suppressJustifiedFindings(_stack: Stack, cbactions: Cbactions): 
     {
       id: 'AwsSolutions-CB5',
       reason:
-        'Jobs need the actions/runner release and the cbactions entrypoint in the image (docker/build.Dockerfile, or an image the operator built from it).',
+        "The project's default image carries the actions/runner release and the cbactions entrypoint (docker/build.Dockerfile, or an image the operator built from it), " +
+        'so a build starts without downloading either; a pool may still pick a stock CodeBuild image, and the buildspec then fetches the build kit.',
     },
     {
       id: 'AwsSolutions-IAM5',
