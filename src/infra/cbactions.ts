@@ -21,6 +21,7 @@ import type { Config, Pool } from '../config/schema.js';
 import { CbactionsError } from '../util/errors.js';
 import { BuildKitAsset } from './build-kit-asset.js';
 import { BUILD_KIT_ENV } from './build-kit.js';
+import { healthCheckCommand, healthzUrl, HEALTH_CHECK_INTERVAL_SECONDS, HEALTH_CHECK_RETRIES, HEALTH_CHECK_START_PERIOD_SECONDS, HEALTH_CHECK_TIMEOUT_SECONDS } from './health-check.js';
 import { applyRolePermissions, buildPayloadStatements, taskPayloadStatements, vpcBuildStatements, type PayloadLocation } from './iam.js';
 import { ecrRepositoryFor, parseEcrImageUri, repositoryImage } from './images.js';
 import { Monitoring } from './monitoring.js';
@@ -472,6 +473,25 @@ export class Cbactions extends Construct {
       const ecrImage = parseEcrImageUri(uri);
       listenerImage = ecrImage ? ecs.ContainerImage.fromEcrRepository(ecrRepositoryFor(this, 'ListenerImageRepository', ecrImage), ecrImage.tagOrDigest) : ecs.ContainerImage.fromRegistry(uri);
     }
+    // Liveness only (src/infra/health-check.ts): /healthz answers while the mux runs, pool
+    // alerts or not, so ECS replaces a task whose mux died or hung and never one running jobs.
+    const url = healthzUrl(config.mux.statusHost, config.mux.statusPort);
+    const health: ecs.HealthCheck | undefined =
+      url === undefined
+        ? undefined
+        : {
+            command: healthCheckCommand(url),
+            startPeriod: Duration.seconds(HEALTH_CHECK_START_PERIOD_SECONDS),
+            interval: Duration.seconds(HEALTH_CHECK_INTERVAL_SECONDS),
+            timeout: Duration.seconds(HEALTH_CHECK_TIMEOUT_SECONDS),
+            retries: HEALTH_CHECK_RETRIES,
+          };
+    if (url === undefined) {
+      Annotations.of(this).addWarningV2(
+        'cbactions:no-health-check',
+        'mux.statusPort: 0 lets the mux pick a port at start, which ECS can not know: the listener container gets no health check (set a fixed port)',
+      );
+    }
     this.container = this.taskDefinition.addContainer('mux', {
       image: listenerImage,
       // The image's entrypoint writes CBACTIONS_CONFIG_JSON to CBACTIONS_CONFIG, then runs this.
@@ -496,6 +516,7 @@ export class Cbactions extends Construct {
       // An init process as PID 1 reaps the listeners' orphaned grandchildren and forwards SIGTERM.
       linuxParameters: new ecs.LinuxParameters(this, 'MuxLinuxParameters', { initProcessEnabled: true }),
       essential: true,
+      ...(health === undefined ? {} : { healthCheck: health }),
     });
     const serviceSecurityGroup = new ec2.SecurityGroup(this, 'ServiceSecurityGroup', {
       vpc: this.vpc,

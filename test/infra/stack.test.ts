@@ -260,7 +260,7 @@ describe('listener service', () => {
     expect(network.AssignPublicIp).toBe('ENABLED');
   });
 
-  it('the container: `mux --config`, 120 s stop timeout, init process, config as JSON, non-blocking logs', () => {
+  it('the container: `mux --config`, 120 s stop timeout, init process, /healthz health check, config as JSON, non-blocking logs', () => {
     full.template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       RequiresCompatibilities: ['FARGATE'],
       Cpu: '1024',
@@ -272,6 +272,13 @@ describe('listener service', () => {
           StopTimeout: 120,
           LinuxParameters: { InitProcessEnabled: true },
           Essential: true,
+          HealthCheck: {
+            Command: ['CMD', 'node', '-e', Match.stringLikeRegexp('^fetch\\("http://127\\.0\\.0\\.1:8080/healthz"')],
+            StartPeriod: 120,
+            Interval: 30,
+            Timeout: 10,
+            Retries: 3,
+          },
           Environment: [
             Match.objectLike({ Name: 'CBACTIONS_CONFIG_JSON' }),
             { Name: 'CBACTIONS_CONFIG', Value: '/etc/cbactions/config.json' },
