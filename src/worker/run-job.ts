@@ -22,6 +22,9 @@ export const BuildEnv = {
   Pool: 'CBACTIONS_POOL',
   JobId: 'CBACTIONS_JOB_ID',
   PayloadRoleId: 'CBACTIONS_PAYLOAD_ROLE_ID',
+  RunnerRoot: 'CBACTIONS_RUNNER_ROOT',
+  KitDir: 'CBACTIONS_KIT_DIR',
+  ResultDir: 'CBACTIONS_RESULT_DIR',
   ComputeType: 'CBACTIONS_COMPUTE_TYPE',
   EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
   ExitCode: 'CBACTIONS_EXIT_CODE',
@@ -82,6 +85,19 @@ function followUpOf(frame: Frame): FollowUp {
     default:
       return 'listener-gone';
   }
+}
+
+/**
+ * Lambda compute can write only under /tmp (CODEBUILD-FACTS): the runner, the build kit and
+ * the result files go there; the entrypoint installs the runner version the job names.
+ */
+export function lambdaPaths(build: BuildSettings): Record<string, string> {
+  if (!build.computeType.startsWith('BUILD_LAMBDA_')) return {};
+  return {
+    [BuildEnv.RunnerRoot]: '/tmp/actions-runner',
+    [BuildEnv.KitDir]: '/tmp/cbactions',
+    [BuildEnv.ResultDir]: '/tmp/cbactions-result',
+  };
 }
 
 async function firstFrame(frames: AsyncIterator<Frame>, timeoutMs: number): Promise<Frame> {
@@ -155,6 +171,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       ...(settings.build.fleetArn === undefined
         ? { [BuildEnv.ComputeType]: settings.build.computeType, [BuildEnv.EnvironmentType]: settings.build.environmentType }
         : {}),
+      ...lambdaPaths(settings.build),
     },
     ...buildOverrides(settings.build),
   };

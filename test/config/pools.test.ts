@@ -107,3 +107,15 @@ describe('pool settings become StartBuild overrides', () => {
     expect(overrides.environmentType).toBeUndefined();
   });
 });
+
+describe('Lambda pools', () => {
+  it('send the paths a Lambda build can write to (/tmp only)', async () => {
+    const { lambdaPaths } = await import('../../src/worker/run-job.js');
+    expect(lambdaPaths(BuildSettingsSchema.parse({ computeType: 'BUILD_LAMBDA_2GB', environmentType: 'LINUX_LAMBDA_CONTAINER' }))).toEqual({
+      CBACTIONS_RUNNER_ROOT: '/tmp/actions-runner',
+      CBACTIONS_KIT_DIR: '/tmp/cbactions',
+      CBACTIONS_RESULT_DIR: '/tmp/cbactions-result',
+    });
+    expect(lambdaPaths(BuildSettingsSchema.parse({}))).toEqual({});
+  });
+});
