@@ -6,6 +6,9 @@ import { BATCH_GET_BUILDS_LIMIT, type BuildService, type BuildSnapshot } from '.
 import type { BuildWaiter, WaitOptions } from '../build-waiter.js';
 import { FailureCode } from '../failure.js';
 
+/** Shortest gap between a targeted call (after a poke naming builds) and the call before it. */
+const TARGETED_SPACING_MS = 250;
+
 export interface WatcherOptions {
   /** Shortest time between sweeps: how quickly a finished build is noticed (about 1 s). */
   minIntervalMs?: number;
@@ -53,7 +56,10 @@ export class BuildWatcher implements BuildWaiter {
   private readonly options: Required<Omit<WatcherOptions, 'random'>> & { random: () => number };
   private readonly stats: WatcherStats = { calls: 0, throttled: 0, errors: 0, sweeps: 0, watching: 0 };
   private wake: (() => void) | undefined;
-  private pokedAt = 0;
+  /** A poke without a build: sweep everything soon. */
+  private pokeAll = false;
+  /** Builds a poke named (a build event, a StopBuild): asked about on their own, soon. */
+  private readonly pokedIds = new Set<string>();
   private backoffMs = 0;
   private consecutiveHardFailures = 0;
   private running = false;
@@ -143,9 +149,15 @@ export class BuildWatcher implements BuildWaiter {
     });
   }
 
-  /** Asks for an early sweep (rate-limited to the minimum interval). */
-  poke(_buildId?: string): void {
-    this.pokedAt = Date.now();
+  /**
+   * Asks for an early look: at the named build alone (one small call, spaced at least
+   * 250 ms from the previous one), or at every build (an early sweep, no sooner than the
+   * minimum interval). Faster signals use this; the budgeted sweep goes on regardless.
+   */
+  poke(buildId?: string): void {
+    if (buildId === undefined) this.pokeAll = true;
+    else if (this.watched.has(buildId)) this.pokedIds.add(buildId);
+    else return;
     this.wake?.();
   }
 
@@ -154,8 +166,9 @@ export class BuildWatcher implements BuildWaiter {
     if (!entry) {
       entry = { buildId, notFound: 0, listeners: new Set(), waiters: new Set() };
       this.watched.set(buildId, entry);
-      // A new build is polled on the next sweep, not after a full interval.
-      this.poke();
+      // Joins the next budgeted sweep: a build that just started is not about to end, and
+      // sweeping early for every new build would break the call budget under load.
+      this.wake?.();
     }
     return entry;
   }
@@ -198,6 +211,7 @@ export class BuildWatcher implements BuildWaiter {
 
   private async run(): Promise<void> {
     let lastSweep = 0;
+    let lastCall = 0;
     while (this.running) {
       if (this.watched.size === 0) {
         await this.idle();
@@ -206,16 +220,27 @@ export class BuildWatcher implements BuildWaiter {
       const ids = [...this.watched.keys()];
       const chunks: string[][] = [];
       for (let i = 0; i < ids.length; i += BATCH_GET_BUILDS_LIMIT) chunks.push(ids.slice(i, i + BATCH_GET_BUILDS_LIMIT));
-      const interval = this.sweepIntervalMs(chunks.length);
-      const since = Date.now() - lastSweep;
-      const pokedRecently = this.pokedAt > lastSweep;
-      const wait = pokedRecently ? Math.max(0, this.options.minIntervalMs - since) : Math.max(0, interval - since);
+      const fullDue = lastSweep + (this.pokeAll ? this.options.minIntervalMs + this.backoffMs : this.sweepIntervalMs(chunks.length));
+      const targetedDue = this.pokedIds.size > 0 ? lastCall + Math.min(TARGETED_SPACING_MS, this.options.minIntervalMs) + this.backoffMs : Number.POSITIVE_INFINITY;
+      const wait = Math.min(fullDue, targetedDue) - Date.now();
       if (wait > 0) {
-        const woken = await this.pause(wait);
-        if (woken && this.pokedAt > lastSweep) continue;
+        // Woken early by a poke or a new build: work out what is due again.
+        await this.pause(wait);
+        continue;
       }
       if (!this.running) break;
+      if (targetedDue < fullDue) {
+        const targeted = [...this.pokedIds].filter((id) => this.watched.has(id)).slice(0, BATCH_GET_BUILDS_LIMIT);
+        for (const id of targeted) this.pokedIds.delete(id);
+        for (const id of [...this.pokedIds]) if (!this.watched.has(id)) this.pokedIds.delete(id);
+        lastCall = Date.now();
+        if (targeted.length > 0) await this.sweep([targeted]);
+        continue;
+      }
+      this.pokeAll = false;
+      this.pokedIds.clear();
       lastSweep = Date.now();
+      lastCall = lastSweep;
       this.stats.sweeps++;
       await this.sweep(chunks);
     }

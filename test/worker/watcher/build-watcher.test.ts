@@ -83,6 +83,24 @@ describe('BuildWatcher', () => {
     expect(phases).toEqual(['QUEUED', 'BUILD', 'COMPLETED']);
   });
 
+  it('asks about a poked build on its own, soon, without an early sweep of all', async () => {
+    const builds = new InMemoryBuilds();
+    const ids = await startBuilds(builds, 150);
+    // Sweeps at most every 10 s: only the targeted call can explain a quick answer.
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 10_000, maxCallsPerSecond: 1 });
+    watcher.start();
+    for (const id of ids) void watcher.waitForCompletion(id).catch(() => {});
+    const target = String(ids[42]);
+    const done = watcher.waitForCompletion(target);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const before = builds.count('get');
+    builds.finish(target);
+    watcher.poke(target);
+    await expect(done).resolves.toMatchObject({ id: target, complete: true });
+    const calls = builds.calls.filter((call) => call.op === 'get').slice(before);
+    expect(calls.map((call) => call.arg)).toEqual([[target]]);
+  });
+
   it('makes no calls while it has nothing to watch', async () => {
     const builds = new InMemoryBuilds();
     watcher = new BuildWatcher(builds, silent, { minIntervalMs: 5 });
