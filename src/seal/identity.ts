@@ -1,6 +1,6 @@
 import { GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
 import { CbactionsError } from '../util/errors.js';
-import { awsErrorName, throwIfAborted, wrapAwsError } from './aws-error.js';
+import { awsErrorName, throwIfAborted, wrapAwsError } from '../util/aws-errors.js';
 import { SealErrorCode } from './errors.js';
 import type { PayloadBinding } from './types.js';
 
@@ -46,7 +46,7 @@ export async function resolveBuildBinding(sts: STSClient, buildId: string, signa
     userId = output.UserId;
   } catch (error) {
     throwIfAborted(signal);
-    throw wrapAwsError(SealErrorCode.StsError, `STS GetCallerIdentity failed (${awsErrorName(error) ?? 'UnknownError'}); the build can't tell which payload is its own`, error);
+    throw wrapAwsError(SealErrorCode.StsError, `STS GetCallerIdentity failed (${awsErrorName(error)}); the build can't tell which payload is its own`, error);
   }
   if (userId === undefined || userId.length === 0) {
     throw new CbactionsError(SealErrorCode.StsError, 'STS GetCallerIdentity returned no UserId');

@@ -1,6 +1,6 @@
 import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { CbactionsError } from '../util/errors.js';
-import { awsErrorName, throwIfAborted, wrapAwsError } from './aws-error.js';
+import { awsErrorName, throwIfAborted, wrapAwsError } from '../util/aws-errors.js';
 import { SealErrorCode } from './errors.js';
 import type { DataKey, EncryptionContext, KeyService } from './types.js';
 
@@ -86,7 +86,7 @@ export class KmsKeyService implements KeyService {
 
   #wrap(operation: string, error: unknown, signal: AbortSignal | undefined, sealedWith?: string): unknown {
     throwIfAborted(signal);
-    const name = awsErrorName(error) ?? 'UnknownError';
+    const name = awsErrorName(error);
     const which = sealedWith === undefined || sealedWith === this.keyId ? `key ${this.keyId}` : `key ${this.keyId} (payload names ${sealedWith})`;
     switch (name) {
       case 'InvalidCiphertextException':

@@ -1,7 +1,7 @@
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { sleep } from '../util/backoff.js';
 import { CbactionsError } from '../util/errors.js';
-import { awsErrorName, awsHttpStatus, throwIfAborted, wrapAwsError } from './aws-error.js';
+import { awsErrorName, awsHttpStatus, throwIfAborted, wrapAwsError } from '../util/aws-errors.js';
 import { SealErrorCode } from './errors.js';
 import type { PayloadBinding, PayloadStore, TakeOptions } from './types.js';
 
@@ -171,7 +171,7 @@ export class S3PayloadStore implements PayloadStore {
   #wrap(operation: string, key: string, error: unknown, signal: AbortSignal | undefined): unknown {
     throwIfAborted(signal);
     if (error instanceof CbactionsError) return error;
-    const name = awsErrorName(error) ?? 'UnknownError';
+    const name = awsErrorName(error);
     const where = `s3://${this.bucket}/${key}`;
     if (name === 'AccessDenied' || awsHttpStatus(error) === 403) {
       return wrapAwsError(
