@@ -3,6 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { shellQuote } from '../util/shell.js';
 
 /**
  * One build's commands as one shell session (buildspec 0.2: "all build commands run in the
@@ -70,10 +71,6 @@ const DUMP_TRAP = `__cb_dump() {
 trap __cb_dump EXIT
 `;
 
-/** A value as one single-quoted shell word. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
 
 export class ShellSession {
   /** The build's process group (the leader's pid). */

@@ -1,6 +1,6 @@
 import { link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 import { resolveBuildServiceConfig, startBuildService, type RunningBuildService } from '../build-service/index.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -12,8 +12,6 @@ import { CbactionsError, describeError, isCbactionsError } from '../util/errors.
 import { createLogger, type Logger } from '../util/logger.js';
 import { SHIM_MARKER } from '../worker/install.js';
 
-/** This installation: `<package>/bin/cbactions`, `<package>/buildspec.yml`. */
-const PACKAGE_ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 
 export interface LocalOptions {
   config?: string;

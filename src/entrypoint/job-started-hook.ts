@@ -1,5 +1,5 @@
 import { consoleLink } from '../worker/failure.js';
-import { shellQuote } from '../worker/install.js';
+import { shellQuote } from '../util/shell.js';
 
 /** What a user should know about where the job runs. */
 export interface BuildFacts {

@@ -7,7 +7,7 @@ import type { PayloadBinding } from '../seal/types.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
 import { runEntrypoint, writeResult, type EntrypointResult } from './run-entrypoint.js';
-import { PACKAGE_ROOT } from './runner-install.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
 /** Environment the entrypoint reads inside the build. */
 export const EntrypointEnv = {

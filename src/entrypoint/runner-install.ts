@@ -1,18 +1,12 @@
 import { execFile } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 
 const run = promisify(execFile);
 
-/**
- * The package root both as compiled (dist/src/entrypoint/*.js) and as bundled into the
- * images (dist/src/cli/main.js): three levels up either way.
- */
-export const PACKAGE_ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 
 export interface RunnerInstallOptions {
   runnerRoot: string;

@@ -1,15 +1,12 @@
 import { existsSync } from 'node:fs';
 import { chmod, lstat, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CbactionsError } from '../util/errors.js';
 
 export const SHIM_MARKER = '# cbactions Runner.Worker shim';
 
-/** Single-quotes a value for /bin/sh. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
+import { shellQuote } from '../util/shell.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
 /**
  * The file Runner.Listener executes for every job. It must stay at `<bin>/Runner.Worker`
@@ -60,9 +57,6 @@ export async function installWorkerShim(runnerRoot: string, nodePath: string, cl
   await rename(temporary, shimPath);
   return result;
 }
-
-/** This installation: `<package>/dist/src/worker/install.js`, or the bundle at `<package>/dist/src/cli/main.js` in the images. */
-export const PACKAGE_ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 
 /**
  * What the shim runs. The single-file bundle loads in about half the CPU time of the

@@ -3,7 +3,8 @@ import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { installWorkerShim, shellQuote, SHIM_MARKER } from '../../src/worker/install.js';
+import { shellQuote } from '../../src/util/shell.js';
+import { installWorkerShim, SHIM_MARKER } from '../../src/worker/install.js';
 import { CBACTIONS_BIN } from '../support/runner-root.js';
 
 describe('install-worker', () => {
