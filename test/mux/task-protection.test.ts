@@ -28,11 +28,11 @@ describe('TaskProtection', () => {
     const logs = captureLogger();
     const protection = new TaskProtection({ agentUri: agent.uri, expiresInMinutes: 15, logger: logs.logger });
     protection.setDesired(true);
-    await waitFor('protection', () => agent?.enabled);
-    expect(protection.enabled).toBe(true);
+    // The agent records the request before our client has read the answer: wait for both sides.
+    await waitFor('protection', () => agent?.enabled === true && protection.enabled);
     expect(agent.requests[0]).toMatchObject({ method: 'PUT', path: '/task-protection/v1/state', body: { ProtectionEnabled: true, ExpiresInMinutes: 15 }, status: 200 });
     protection.setDesired(false);
-    await waitFor('cleared', () => agent?.enabled === false && agent.requests.length === 2);
+    await waitFor('cleared', () => agent?.enabled === false && agent.requests.length === 2 && !protection.enabled);
     expect(agent.requests[1]?.body).toEqual({ ProtectionEnabled: false });
     await protection.close();
     expect(agent.protectionHistory).toEqual([true, false]);
