@@ -40,7 +40,8 @@ describe('cbactions mux: drain', () => {
     const github = fake as FakeGitHub;
     const ecs = agent as FakeEcsAgent;
     expect(ecs.requests).toEqual([]);
-    const jobs = [github.queueJob(['drain'], namedJob('long job 1', { action: 'sleep', seconds: 3 })), github.queueJob(['drain'], namedJob('long job 2', { action: 'sleep', seconds: 3 }))];
+    // Long enough that, on a loaded machine, both jobs still run when the idle slots have stopped.
+    const jobs = [github.queueJob(['drain'], namedJob('long job 1', { action: 'sleep', seconds: 5 })), github.queueJob(['drain'], namedJob('long job 2', { action: 'sleep', seconds: 5 }))];
     await waitFor('two busy slots', async () => (await mux.status()).slots.filter((slot) => slot.state === 'busy').length === 2);
     await waitFor('task protection', () => ecs.enabled);
     expect(ecs.requests[0]?.body).toEqual({ ProtectionEnabled: true, ExpiresInMinutes: 30 });
