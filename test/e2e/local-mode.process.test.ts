@@ -65,6 +65,8 @@ describe('cbactions local: every part together', () => {
     expect(existsSync(join(stateDir, 'build-runner', '_diag'))).toBe(true);
     expect(readdirSync(join(stateDir, 'build-runner', '_diag')).filter((name) => name.startsWith('fake-worker-'))).toHaveLength(2);
     // The watcher saw both builds and told the mux which slot ran which.
+    // The watcher logs from another process than the one that told GitHub the job ended: wait for it.
+    await waitFor('the watcher to log both builds finished', () => logs.filter((record) => record.event === 'worker.finished').length >= 2);
     expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(2);
     expect(logs.filter((record) => record.event === 'worker.finished')).toHaveLength(2);
     expect(readdirSync(join(stateDir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);

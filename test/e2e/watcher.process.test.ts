@@ -58,7 +58,8 @@ describe('job path with the shared build watcher', () => {
     expect(result.signal).toBe('SIGKILL');
     const build = await rig.service.waitForBuild(buildId, { timeoutMs: 20_000 });
     expect(build.buildStatus).toBe('STOPPED');
-    expect(events).toContainEqual(expect.objectContaining({ kind: 'orphaned', stopped: true, build: expect.objectContaining({ buildId }) }));
+    // The watcher's event and the build's status arrive on different connections: poll, do not race.
+    await expect.poll(() => events, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ kind: 'orphaned', stopped: true, build: expect.objectContaining({ buildId }) }));
     expect(processesWithEnvironment(`CODEBUILD_BUILD_ID=${buildId}`)).toEqual([]);
   });
 
@@ -94,6 +95,6 @@ describe('job path with the shared build watcher', () => {
     await rig.service.setFaults({ accountLimit: { count: 1, limit: 10 } });
     const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-quota-w' }), extraEnv: withWatcher() });
     expect(result.crashReport?.[0]).toContain('Cannot have more than 10 active builds for the account');
-    expect(events).toContainEqual(expect.objectContaining({ kind: 'worker-done', failureCode: 'CODEBUILD_QUOTA', build: expect.objectContaining({ jobId: 'job-quota-w' }) }));
+    await expect.poll(() => events, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ kind: 'worker-done', failureCode: 'CODEBUILD_QUOTA', build: expect.objectContaining({ jobId: 'job-quota-w' }) }));
   });
 });

@@ -92,7 +92,8 @@ describe('cbactions mux: listener exit codes', () => {
     expect(await slotOf(pool)).toMatchObject({ lastExit: { code }, runnerName: null });
     expect(fake.deleted.find((entry) => entry.runner.id === before.id)?.by).toBe('api');
     expect(runnerOf(pool)).toBeUndefined();
-    const alert = eventsNamed(mux.logs, 'mux.pool-stopped').find((record) => record.pool === pool);
+    // The log line travels a pipe, the status an HTTP answer: wait for the line rather than race it.
+    const alert = await waitFor(`${pool} alert logged`, () => eventsNamed(mux.logs, 'mux.pool-stopped').find((record) => record.pool === pool));
     expect(alert).toMatchObject({ level: 'fatal', alert: true });
     const metrics = await (await fetch(`${mux.statusUrl}/metrics`)).text();
     expect(metrics).toContain(`cbactions_mux_pool_stopped{pool="${pool}"} 1`);

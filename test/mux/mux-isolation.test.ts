@@ -52,10 +52,10 @@ describe('cbactions mux: isolation', () => {
     expect(existsSync(join(runnerRoot, '.runner'))).toBe(false);
     const job = await runOneJob('hardlink job');
     expect(job?.result).toBe('Succeeded');
-    // The worker ran in the slot's root (its evidence lands in <slot root>/_diag).
-    const slot = (await mux.status()).slots.find((candidate) => candidate.lastExit?.code === 0);
-    expect(slot).toBeDefined();
-    expect(existsSync(join(stateDir, 'roots', slot?.id ?? '', '_diag', 'fake-worker-hardlink_job.json'))).toBe(true);
+    // The worker ran in the slot's root (its evidence lands in <slot root>/_diag). GitHub sees
+    // the job complete before the listener exits, so wait for the mux to record that exit.
+    const slot = await waitFor('the slot that ran the job to record its listener exit', async () => (await mux.status()).slots.find((candidate) => candidate.lastExit?.code === 0));
+    expect(existsSync(join(stateDir, 'roots', slot.id, '_diag', 'fake-worker-hardlink_job.json'))).toBe(true);
     mux.kill('SIGTERM');
     expect((await mux.exited).code).toBe(0);
     expect(fake?.runners.size).toBe(0);
