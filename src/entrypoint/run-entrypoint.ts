@@ -97,6 +97,10 @@ export async function runEntrypoint(deps: EntrypointDependencies): Promise<Entry
   await writeFile(hookPath, jobStartedHookScript(deps.facts, deps.workerEnv.ACTIONS_RUNNER_HOOK_JOB_STARTED));
   await chmod(hookPath, 0o755);
 
+  // A stop that came while the runner was installed: its abort event has fired already, and the
+  // listener below would never hear it. From the spawn on, the listener is in place.
+  if (deps.stopSignal.aborted) return { kind: 'failure', code: 'JOB_CANCELLED_BEFORE_START', message: 'the build was stopped before the job started' };
+
   const bin = join(deps.runnerRoot, 'bin');
   const env: NodeJS.ProcessEnv = { ...deps.workerEnv, ACTIONS_RUNNER_HOOK_JOB_STARTED: hookPath };
   env.GITHUB_ACTIONS ??= 'true';

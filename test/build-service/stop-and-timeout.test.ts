@@ -54,8 +54,9 @@ describe('StopBuild and timeouts', () => {
   beforeAll(async () => {
     service = await startInProcess({
       buildspecs: { long: LONG, stubborn: STUBBORN, background: LEAVES_BACKGROUND },
-      // 5 "minutes" (the shortest timeout) = 2 s: long enough for a loaded machine to reach BUILD.
-      config: { minuteMs: 400, stopGraceMs: 300 },
+      // 5 "minutes" (the shortest timeout) = 5 s: long enough for a loaded machine to reach BUILD.
+      // A 2 s grace gives a busy shell time to run its TERM trap before the SIGKILL.
+      config: { minuteMs: 1_000, stopGraceMs: 2_000 },
     });
   });
 
@@ -133,7 +134,8 @@ describe('concurrency limit and queue', () => {
 
   it('queues builds over the limit, times them out in the queue, runs them when a slot frees, refuses beyond 5× the limit', async () => {
     const client = service.client();
-    const running = (await service.start({ projectName: 'long' })).id as string;
+    // A long timeout of its own, so `running` holds the only slot however slow the steps below are.
+    const running = (await service.start({ projectName: 'long', timeoutInMinutesOverride: 480 })).id as string;
     await waitReady(service, running);
 
     const expiring = await service.start({ projectName: 'quick', queuedTimeoutInMinutesOverride: 5 });
@@ -159,7 +161,7 @@ describe('concurrency limit and queue', () => {
   });
 
   it('stops a queued build without running it', async () => {
-    const running = (await service.start({ projectName: 'long' })).id as string;
+    const running = (await service.start({ projectName: 'long', timeoutInMinutesOverride: 480 })).id as string;
     await waitReady(service, running);
     const queued = (await service.start({ projectName: 'quick' })).id as string;
     const stopped = await service.client().send(new StopBuildCommand({ id: queued }));

@@ -37,14 +37,22 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
     return body;
   }
 
-  function deps(stop = new AbortController()): EntrypointDependencies {
+  /** A logger that resolves once the entrypoint has started Runner.Worker: a cancel from then on is relayed to it. */
+  function loggerUntilWorkerStarted() {
+    let started!: () => void;
+    const workerStarted = new Promise<void>((resolve) => (started = resolve));
+    const logger = pino({ level: 'info' }, { write: (line: string) => (line.includes('"event":"entrypoint.worker-started"') ? started() : undefined) });
+    return { logger, workerStarted };
+  }
+
+  function deps(stop = new AbortController(), logger: pino.Logger = silent): EntrypointDependencies {
     return {
       keys,
       store,
       resolveBinding: async () => binding,
       runnerRoot: root,
       resultDir: join(dir, 'result'),
-      logger: silent,
+      logger,
       facts: { buildId: binding.buildId, buildArn: `arn:aws:codebuild:us-east-1:123456789012:build/${binding.buildId}`, computeType: 'BUILD_GENERAL1_SMALL', image: 'img' },
       payloadWaitMs: 2000,
       cancelPollMs: 50,
@@ -78,8 +86,11 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
 
   it('relays the cancel marker as a CancelRequest', async () => {
     await deliver(jobMessage({ action: 'wait-for-cancel' }));
-    setTimeout(() => void store.requestCancel(binding), 300);
-    const result = await runEntrypoint(deps());
+    const { logger, workerStarted } = loggerUntilWorkerStarted();
+    const running = runEntrypoint(deps(undefined, logger));
+    await workerStarted;
+    await store.requestCancel(binding);
+    const result = await running;
     expect(result).toEqual({ kind: 'exit-code', exitCode: 103 });
     expect(evidence().messages).toEqual([1, 2]);
     expect(await store.isCancelRequested(binding)).toBe(false);
@@ -88,9 +99,29 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
   it('relays a stop signal (SIGTERM from CodeBuild) as a CancelRequest', async () => {
     await deliver(jobMessage({ action: 'wait-for-cancel' }));
     const stop = new AbortController();
-    setTimeout(() => stop.abort(), 300);
-    const result = await runEntrypoint(deps(stop));
-    expect(result).toEqual({ kind: 'exit-code', exitCode: 103 });
+    const { logger, workerStarted } = loggerUntilWorkerStarted();
+    const running = runEntrypoint(deps(stop, logger));
+    await workerStarted;
+    stop.abort();
+    expect(await running).toEqual({ kind: 'exit-code', exitCode: 103 });
+  });
+
+  it('a stop that arrives after the payload is opened, before the worker starts, is not lost: the job never starts', async () => {
+    await deliver(jobMessage({ action: 'wait-for-cancel' }));
+    const stop = new AbortController();
+    // Stop exactly between taking the payload and starting the worker (pino writes synchronously).
+    const logger = pino({ level: 'info' }, { write: (line: string) => (line.includes('"event":"entrypoint.payload-opened"') ? stop.abort() : undefined) });
+    const result = await runEntrypoint(deps(stop, logger));
+    expect(result).toMatchObject({ kind: 'failure', code: 'JOB_CANCELLED_BEFORE_START', message: 'the build was stopped before the job started' });
+    expect(existsSync(join(root, '_diag'))).toBe(false);
+  });
+
+  it('a cancel marker already set when the payload opens: the job never starts', async () => {
+    await deliver(jobMessage({ action: 'wait-for-cancel' }));
+    await store.requestCancel(binding);
+    const result = await runEntrypoint(deps());
+    expect(result).toMatchObject({ kind: 'failure', code: 'JOB_CANCELLED_BEFORE_START', message: 'the job was cancelled before it started' });
+    expect(existsSync(join(root, '_diag'))).toBe(false);
   });
 
   it('records a crashed worker exit code as it is', async () => {

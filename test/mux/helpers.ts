@@ -3,7 +3,7 @@
  * listener, configs, and the built `cbactions mux` as a child process with its JSON logs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -210,4 +210,26 @@ export function namedJob(displayName: string, options: Parameters<typeof jobMess
 
 export function eventsNamed(logs: LogRecord[], event: string): LogRecord[] {
   return logs.filter((record) => record.event === event);
+}
+
+/**
+ * Whether a child of `parentPid` (the listener) catches SIGTERM, i.e. the worker it started is
+ * far enough along that a signal to the group is a cancel, not a kill. From /proc, Linux only.
+ */
+export function childCatchesSigterm(parentPid: number): boolean {
+  const SIGTERM_BIT = 1n << 14n;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // "pid (comm) state ppid …": comm may hold spaces and parentheses, so split after the last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== parentPid) continue;
+      const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
+      if (caught !== undefined && (BigInt(`0x${caught}`) & SIGTERM_BIT) !== 0n) return true;
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return false;
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeEcsAgent, type FakeEcsAgent } from '../support/fake-ecs-agent.js';
 import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
-import { eventsNamed, killEverything, makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, startMux, waitFor, writeConfig } from './helpers.js';
+import { childCatchesSigterm, eventsNamed, killEverything, makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, startMux, waitFor, writeConfig } from './helpers.js';
 
 describe('cbactions mux: drain', () => {
   let fake: FakeGitHub | undefined;
@@ -77,7 +77,12 @@ describe('cbactions mux: drain', () => {
     const mux = await start(1, 1);
     const github = fake as FakeGitHub;
     const job = github.queueJob(['drain'], namedJob('endless job', { action: 'wait-for-cancel' }));
-    await waitFor('busy slot', async () => (await mux.status()).slots[0]?.state === 'busy');
+    const listenerPid = await waitFor('busy slot', async () => {
+      const slot = (await mux.status()).slots[0];
+      return slot?.state === 'busy' ? slot.listenerPid : undefined;
+    });
+    // "Busy" is the listener's word; the worker must also be up, or the group's SIGTERM kills it before it can cancel.
+    await waitFor('the worker to handle SIGTERM', () => childCatchesSigterm(listenerPid));
     mux.kill('SIGTERM');
     expect(await mux.exited).toEqual({ code: 1, signal: null });
     expect(eventsNamed(mux.logs, 'mux.drain-timeout')).toHaveLength(1);

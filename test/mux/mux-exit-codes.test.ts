@@ -123,7 +123,8 @@ describe('cbactions mux: listener exit codes', () => {
     expect(Math.max(...delays)).toBeLessThan(1_000);
     expect(delays.slice(4).every((delay) => delay >= 500)).toBe(true);
     // The same registration all along: an instantly failing listener costs no GitHub writes.
-    expect(fake.calls.filter((call) => call.method === 'POST' && call.path.endsWith('/generate-jitconfig')).length).toBe(POOLS.length + 2 + (fake.jobs.length));
+    // Polled: the ok slot registers again only after its listener exits, a moment after its job completed.
+    await expect.poll(() => fake.calls.filter((call) => call.method === 'POST' && call.path.endsWith('/generate-jitconfig')).length, { timeout: 10_000 }).toBe(POOLS.length + 2 + fake.jobs.length);
   });
 
   it('drains and exits 0 with stopped pools', async () => {

@@ -63,7 +63,8 @@ describe('cbactions mux: status, metrics, token registration', () => {
     const logText = mux.logs.map((record) => JSON.stringify(record)).join('\n');
     for (const token of tokens) expect(logText).not.toContain(token);
 
-    const job = github.queueJob(['web'], namedJob('status job', { action: 'sleep', seconds: 4 }));
+    // Long enough to stay busy through two CLI cold starts and a scrape on a loaded machine.
+    const job = github.queueJob(['web'], namedJob('status job', { action: 'sleep', seconds: 12 }));
     await waitFor('a busy slot', async () => (await mux.status()).slots.some((slot) => slot.state === 'busy'));
 
     const table = cbactions(['status', '--url', mux.statusUrl]);
@@ -83,7 +84,7 @@ describe('cbactions mux: status, metrics, token registration', () => {
     expect(busyMetrics).toContain('cbactions_mux_jobs_started_total{pool="web"} 1');
     expect(busyMetrics).toContain('cbactions_mux_registration_errors_total{pool="web"} 1');
 
-    await waitFor('the job to finish', () => job.status === 'completed');
+    await waitFor('the job to finish', () => job.status === 'completed', 30_000);
     await waitFor('both slots idle again', async () => (await mux.status()).slots.every((slot) => slot.state === 'idle' && slot.runnerName !== null));
     const metrics = await (await fetch(`${mux.statusUrl}/metrics`)).text();
     expect(metrics).toContain('cbactions_mux_jobs_finished_total{pool="web",result="Succeeded"} 1');
