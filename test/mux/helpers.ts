@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { ConfigInput } from '../../src/config/schema.js';
 import type { MuxStatus } from '../../src/mux/status-model.js';
+import { exitAfterOutput } from '../support/child-exit.js';
 import type { FakeGitHub } from '../support/fake-github.js';
 import { CBACTIONS_BIN, PROJECT_ROOT, jobMessage, makeFakeRunnerRoot } from '../support/runner-root.js';
 
@@ -112,12 +113,9 @@ export async function startMux(configPath: string, env: NodeJS.ProcessEnv = {}, 
   running.add(child);
   const logs: LogRecord[] = [];
   const otherOutput: string[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      running.delete(child);
-      resolve({ code, signal });
-    });
-  });
+  child.once('exit', () => running.delete(child));
+  // Its last log lines (mux.drain-finished, a start-up error) are read before `exited` resolves.
+  const exited = exitAfterOutput(child);
   let onStarted: ((url: string) => void) | undefined;
   let timer: NodeJS.Timeout | undefined;
   const dump = () => `logs:\n${logs.map((record) => JSON.stringify(record)).join('\n')}\n${otherOutput.join('\n')}`;

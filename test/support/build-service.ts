@@ -8,6 +8,7 @@ import type { LocalBuildRecord } from '../../src/build-service/build-record.js';
 import type { CallCounts } from '../../src/build-service/call-counter.js';
 import type { BuildServiceConfigInput } from '../../src/build-service/config.js';
 import type { FaultsInput, FaultsSnapshot } from '../../src/build-service/faults.js';
+import { exitAfterOutput } from './child-exit.js';
 
 export type { LocalBuildRecord, CallCounts, FaultsInput, FaultsSnapshot, BuildServiceConfigInput };
 
@@ -144,12 +145,9 @@ export async function startBuildService(options: StartBuildServiceOptions = {}):
   child.stderr?.on('data', (chunk: string) => {
     stderr += chunk;
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      live.delete(child);
-      resolve({ code, signal });
-    });
-  });
+  child.once('exit', () => live.delete(child));
+  // Its last stderr lines are read before `exited` resolves.
+  const exited = exitAfterOutput(child);
 
   const timeoutMs = options.startTimeoutMs ?? 15_000;
   const endpoint = await new Promise<string>((resolve, reject) => {
