@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { ConfigInput } from '../../src/config/schema.js';
 import type { MuxStatus } from '../../src/mux/status-model.js';
+import { readProcStat } from '../../src/util/proc.js';
 import { exitAfterOutput } from '../support/child-exit.js';
 import type { FakeGitHub } from '../support/fake-github.js';
 import { CBACTIONS_BIN, PROJECT_ROOT, jobMessage, makeFakeRunnerRoot } from '../support/runner-root.js';
@@ -218,11 +219,8 @@ export function childCatchesSigterm(parentPid: number): boolean {
   const SIGTERM_BIT = 1n << 14n;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
+    if (readProcStat(Number(entry))?.ppid !== parentPid) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // "pid (comm) state ppid …": comm may hold spaces and parentheses, so split after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== parentPid) continue;
       const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
       if (caught !== undefined && (BigInt(`0x${caught}`) & SIGTERM_BIT) !== 0n) return true;
     } catch {
