@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalKeyFile } from '../../src/seal/local-key-service.js';
+import { readProcStat } from '../../src/util/proc.js';
 import { runFakeJob, type FakeJobOptions, type FakeJobResult } from '../fixtures/fake-listener.js';
 import { startBuildService, type BuildServiceProcess } from './build-service.js';
 import { CBACTIONS_BIN, makeFakeRunnerRoot, makeListenerRoot, PROJECT_ROOT } from './runner-root.js';
@@ -130,10 +131,10 @@ export function processesWithEnvironment(needle: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const state = readProcStat(Number(entry))?.state;
+    if (state === undefined || state === 'Z') continue;
     try {
       const environ = readFileSync(`/proc/${entry}/environ`);
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (/\) Z /.test(stat)) continue;
       if (environ.includes(Buffer.from(`${needle}\0`))) pids.push(Number(entry));
     } catch {
       // Gone, or not ours.
