@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Builds the .NET probe (dotnet publish) once per run, before any test file starts.
+    globalSetup: ['test/dotnet/global-setup.ts'],
     // Process tests spawn the built binary and real child processes; keep the
     // pool small so two cores are not oversubscribed.
     pool: 'forks',

@@ -41,6 +41,48 @@ export const REDIRECTED_FILE_NAMES = [
 ] as const;
 export type RedirectedFileName = (typeof REDIRECTED_FILE_NAMES)[number];
 
+/**
+ * The libc functions `preload.so` interposes: exactly what it exports (test/dotnet checks
+ * the built library against this list). Both glibc stat ABIs, the *at variants, the
+ * fortified opens, and `syscall` for libuv's direct statx.
+ */
+export const INTERPOSED_SYMBOLS = [
+  'open', 'open64', 'openat', 'openat64', '__open_2', '__open64_2', '__openat_2', '__openat64_2',
+  'creat', 'creat64', 'fopen', 'fopen64',
+  'stat', 'stat64', 'lstat', 'lstat64', 'fstatat', 'fstatat64', 'statx',
+  '__xstat', '__xstat64', '__lxstat', '__lxstat64', '__fxstatat', '__fxstatat64',
+  'access', 'faccessat', 'unlink', 'unlinkat', 'remove', 'rename', 'renameat', 'renameat2',
+  'truncate', 'truncate64', 'chmod', 'utimensat', 'link', 'linkat', 'syscall',
+] as const;
+
+/**
+ * Path-taking libc functions that .NET's `libSystem.Native.so` imports (read off the .NET 8
+ * and .NET 10 runtime packs, see docs/preload.md) and that `preload.so` deliberately leaves
+ * alone, each with the reason it cannot touch a redirected file. test/dotnet fails, naming
+ * the symbol, when the runtime imports a path-taking function that is in neither list.
+ */
+export const UNINTERPOSED_PATH_FUNCTIONS: Readonly<Record<string, string>> = {
+  __xmknod: 'makes device nodes, only for System.Formats.Tar extraction; the runner never creates its config files that way',
+  mkfifo: 'makes named pipes (tar extraction); the runner never creates its config files that way',
+  chdir: 'changes the working directory: names a directory, never one of the redirected files',
+  mkdir: 'creates directories; every redirected name is a file',
+  rmdir: 'removes directories only (Directory.Delete); every redirected name is a file',
+  mkdtemp: 'creates a new directory from a random template (Directory.CreateTempSubdirectory)',
+  mkstemps64: 'creates a new temp file with a random suffix (Path.GetTempFileName): never a redirected name',
+  opendir: 'lists a directory; the runner opens its config files by name and never lists the root to find them',
+  inotify_add_watch: 'FileSystemWatcher on a directory: reports events, reads and writes no file',
+  execve: 'starts a program (Process.Start); the config files are data, never executed',
+  dlopen: 'loads native libraries (the runtime, NativeLibrary); config files are not libraries',
+  readlink: 'reads a symlink target (File.ResolveLinkTarget, the host finding itself); the runner writes its config files as regular files',
+  realpath: 'canonicalises a spelling (the host finding its app); opens nothing, and the runner never canonicalises its config files',
+  symlink: 'File.CreateSymbolicLink; the runner writes its config files with WriteAllText/WriteAllBytes, never as links',
+  pathconf: 'asks a filesystem limit (name length); reads and writes no file',
+  statfs64: 'filesystem facts for DriveInfo and the file-system type; no per-file state',
+  setmntent: 'opens the mount table (/proc/self/mounts) for DriveInfo; never a runner file',
+  shm_open: 'POSIX shared memory names (/dev/shm), not paths under the runner root',
+  shm_unlink: 'POSIX shared memory names (/dev/shm), not paths under the runner root',
+};
+
 /** Top-level entries of the shared root a per-slot hard-link root never shares. */
 export const HARD_LINK_ROOT_SKIPPED_NAMES: readonly string[] = [...REDIRECTED_FILE_NAMES, '_diag', '_work'];
 

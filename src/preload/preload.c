@@ -21,8 +21,10 @@
  * kernel would resolve them. The identity check uses the real fstatat64, never our
  * own hooks, and only runs when the last component already matched a name.
  *
- * Which symbols: .NET 8's System.Native is built against glibc 2.23 headers, so the
- * runner calls open64, __xstat64, __lxstat64 and unlink. Since glibc 2.33 a program
+ * Which symbols: the libSystem.Native.so that .NET 8 and .NET 10 ship is built against
+ * old glibc headers, so the runner calls open64, __xstat64, __lxstat64, unlink, rename,
+ * access, chmod, utimensat and link (the import list, read off the runtime packs, is in
+ * docs/preload.md; test/dotnet checks it on every run). Since glibc 2.33 a program
  * built today calls stat/stat64/lstat/fstatat directly (they no longer go through
  * __xstat*), so both families are interposed. Node's bundled libuv calls
  * syscall(SYS_statx, ...) directly for fs.stat, hence the syscall() hook. glibc's own
@@ -123,6 +125,9 @@ static int (*real_renameat2)(int, const char *, int, const char *, unsigned int)
 static int (*real_truncate)(const char *, off_t);
 static int (*real_truncate64)(const char *, off64_t);
 static int (*real_chmod)(const char *, mode_t);
+static int (*real_utimensat)(int, const char *, const struct timespec *, int);
+static int (*real_link)(const char *, const char *);
+static int (*real_linkat)(int, const char *, int, const char *, int);
 static long (*real_syscall)(long, ...);
 
 /* ---- configuration, written once by init before init_state becomes DONE ---- */
@@ -194,6 +199,9 @@ static void do_init(void)
     *(void **)&real_truncate = resolve("truncate");
     *(void **)&real_truncate64 = resolve("truncate64");
     *(void **)&real_chmod = resolve("chmod");
+    *(void **)&real_utimensat = resolve("utimensat");
+    *(void **)&real_link = resolve("link");
+    *(void **)&real_linkat = resolve("linkat");
     *(void **)&real_syscall = resolve("syscall");
 
     /* Room for "<slot>/<longest name>" so building a target never truncates. */
@@ -674,6 +682,37 @@ EXPORT int chmod(const char *path, mode_t mode)
     const char *p = redirect(AT_FDCWD, path, b);
     REQUIRE_REAL(real_chmod, -1);
     return real_chmod(p, mode);
+}
+
+/* .NET's File.SetLastWriteTime/SetLastAccessTime/SetCreationTime: utimensat on the
+   path (libSystem.Native imports it). A NULL path means "the file dirfd is open on". */
+EXPORT int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags)
+{
+    char b[PATH_MAX];
+    const char *p = redirect(dirfd, path, b);
+    REQUIRE_REAL(real_utimensat, -1);
+    return real_utimensat(p == path ? dirfd : AT_FDCWD, p, times, flags);
+}
+
+/* libSystem.Native imports link (File.Move's no-overwrite fallback in some .NET
+   versions); a new name made in the shared root would be shared by every listener. Each
+   side is redirected on its own, as for rename. */
+EXPORT int link(const char *from, const char *to)
+{
+    char b1[PATH_MAX], b2[PATH_MAX];
+    const char *p1 = redirect(AT_FDCWD, from, b1);
+    const char *p2 = redirect(AT_FDCWD, to, b2);
+    REQUIRE_REAL(real_link, -1);
+    return real_link(p1, p2);
+}
+
+EXPORT int linkat(int fromfd, const char *from, int tofd, const char *to, int flags)
+{
+    char b1[PATH_MAX], b2[PATH_MAX];
+    const char *p1 = redirect(fromfd, from, b1);
+    const char *p2 = redirect(tofd, to, b2);
+    REQUIRE_REAL(real_linkat, -1);
+    return real_linkat(p1 == from ? fromfd : AT_FDCWD, p1, p2 == to ? tofd : AT_FDCWD, p2, flags);
 }
 
 /* ---- syscall(): libuv (Node) issues statx through it, bypassing glibc's statx ---- */

@@ -64,8 +64,8 @@ describe('the test programs import the symbols they claim to (nm -D)', () => {
       [
         '__fxstatat', '__fxstatat64', '__lxstat', '__lxstat64', '__open64_2', '__open_2', '__openat64_2', '__openat_2',
         '__xstat', '__xstat64', 'access', 'chmod', 'creat', 'creat64', 'faccessat', 'fopen', 'fopen64', 'fstatat',
-        'fstatat64', 'lstat', 'lstat64', 'open', 'open64', 'openat', 'openat64', 'remove', 'rename', 'renameat',
-        'renameat2', 'stat', 'stat64', 'statx', 'syscall', 'truncate', 'truncate64', 'unlink', 'unlinkat',
+        'fstatat64', 'link', 'linkat', 'lstat', 'lstat64', 'open', 'open64', 'openat', 'openat64', 'remove', 'rename', 'renameat',
+        'renameat2', 'stat', 'stat64', 'statx', 'syscall', 'truncate', 'truncate64', 'unlink', 'unlinkat', 'utimensat',
       ].sort(),
     );
   });
