@@ -192,8 +192,9 @@ export function outcomes(lines: ProbeLine[]): unknown[] {
   return lines.map((line) => (line.ok ? line.value : { error: line.error, hresult: line.hresult }));
 }
 
-/** Every entry under `dir`: type, mode, and content hash, symlink target or nothing. */
-export function treeSnapshot(dir: string): Record<string, string> {
+/** Every entry under `dir`: type, mode, and size, mtime and content hash, symlink target or nothing. */
+export function treeSnapshot(dir: string, options: { mtimes?: boolean } = {}): Record<string, string> {
+  const mtimes = options.mtimes ?? true;
   const out: Record<string, string> = {};
   const walk = (current: string): void => {
     for (const name of readdirSync(current).sort()) {
@@ -207,7 +208,7 @@ export function treeSnapshot(dir: string): Record<string, string> {
       } else if (st.isSymbolicLink()) {
         out[key] = `link -> ${readlinkSync(path)}`;
       } else {
-        out[key] = `file ${mode} ${st.size} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
+        out[key] = `file ${mode} ${st.size} ${mtimes ? st.mtimeMs : '-'} ${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
       }
     }
   };
