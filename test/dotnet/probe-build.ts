@@ -57,8 +57,17 @@ function dotnet(args: string[], what: string): string {
   return result.stdout;
 }
 
+/**
+ * The two publishes. TargetFrameworks is narrowed to the one being published so a restore
+ * fetches only that target's packs (the net8.0 runtime pack, not also net10.0's).
+ */
+const TARGETS = [
+  { dir: 'net8', args: ['-f', 'net8.0', '-p:TargetFrameworks=net8.0', '-r', 'linux-x64', '--self-contained'], what: 'dotnet publish -f net8.0 (self-contained)' },
+  { dir: 'net10', args: ['-f', 'net10.0', '-p:TargetFrameworks=net10.0'], what: 'dotnet publish -f net10.0' },
+] as const;
+
 function sourceHash(sdkVersion: string): string {
-  const hash = createHash('sha256').update(`sdk ${sdkVersion}\n`);
+  const hash = createHash('sha256').update(`sdk ${sdkVersion}\n${JSON.stringify(TARGETS)}\n`);
   for (const entry of readdirSync(PROBE_SOURCE_DIR, { withFileTypes: true }).filter((e) => e.isFile()).sort((a, b) => a.name.localeCompare(b.name))) {
     const name = entry.name;
     hash.update(`${name}\n`).update(readFileSync(join(PROBE_SOURCE_DIR, name)));
@@ -81,8 +90,9 @@ export function buildProbe(cacheRoot = join(tmpdir(), 'cbactions-dotnet-probe'))
     // obj/ and bin/ go to the staging dir too: nothing is written into the repository.
     const outputs = [`-p:BaseIntermediateOutputPath=${join(stage, 'obj')}/`, `-p:BaseOutputPath=${join(stage, 'bin')}/`];
     const common = ['publish', PROJECT, '-c', 'Release', '--disable-build-servers', '-nodeReuse:false', ...outputs];
-    dotnet([...common, '-f', 'net8.0', '-r', 'linux-x64', '--self-contained', '-o', join(stage, 'net8')], 'dotnet publish -f net8.0 (self-contained)');
-    dotnet([...common, '-f', 'net10.0', '-o', join(stage, 'net10')], 'dotnet publish -f net10.0');
+    for (const target of TARGETS) {
+      dotnet([...common, ...target.args, '-o', join(stage, target.dir)], target.what);
+    }
     const buildSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     writeFileSync(join(stage, 'ready'), `${buildSeconds.toFixed(1)}\n`);
     rmSync(join(stage, 'obj'), { recursive: true, force: true });
