@@ -119,5 +119,5 @@ describe.each(runtimes())('the $name apphost', (runtime: Runtime) => {
       expect(Object.fromEntries(LISTENER_FILES.map((name) => [name, existsSync(join(slot, name)) ? readFileSync(join(slot, name), 'utf8') : null])), `slot ${i}`).toEqual(filesAfterScript(i));
     });
     expect(treeSnapshot(shared)).toEqual(before);
-  });
+  }, 180_000);
 });

@@ -2,7 +2,7 @@
  * Shared by the .NET probe tests: the probe built by globalSetup, running it (under
  * preload.so or not), and comparing directory trees byte for byte.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { PRELOAD_SRC } from '../preload/helpers.js';
 import { PROBE_NAME, type ProbeBuild } from './probe-build.js';
 
 const temporary: string[] = [];
+const running = new Set<ChildProcess>();
 
 /** A fresh temp dir, removed by {@link removeTemporary}. */
 export function temporaryDir(prefix: string): string {
@@ -21,7 +22,12 @@ export function temporaryDir(prefix: string): string {
   return dir;
 }
 
+/** Ends probes a failed test left waiting, then removes the temp dirs. */
 export function removeTemporary(): void {
+  for (const child of running) {
+    child.kill('SIGKILL');
+  }
+  running.clear();
   for (const dir of temporary.splice(0)) {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -133,6 +139,8 @@ export interface RunningProbe {
 
 export function startProbe(exe: string, args: string[], options: ProbeRunOptions): RunningProbe {
   const child = spawn(exe, args, { env: options.env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
   const lines: ProbeLine[] = [];
   const waiters: { predicate: (line: ProbeLine) => boolean; resolve: (line: ProbeLine) => void; reject: (error: Error) => void }[] = [];
   let stderr = '';

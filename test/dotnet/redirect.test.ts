@@ -76,6 +76,20 @@ describe.each(runtimes())('the $name probe under preload.so', (runtime: Runtime)
       expect(slotFiles(slots[i] as string), `slot ${i}`).toEqual(filesAfterScript(i));
     });
     expect(treeSnapshot(root)).toEqual(before);
+  }, 180_000);
+
+  it('File.Replace with a backup (link, then rename) between redirected names stays in the slot', () => {
+    const { base, root } = sharedRoot();
+    const slot = slotDir(base, 'replace');
+    const lines = runProbe(
+      runtime.exe,
+      ['write-text', join(root, '.runner'), 'old', 'write-text', join(root, '.path'), 'new', 'replace', join(root, '.path'), join(root, '.runner'), join(root, '.runner_migrated')],
+      { env: underPreload(root, slot), cwd: root },
+    );
+    expect(outcomes(lines)).toEqual(['done', 'done', 'done']);
+    expect(['.runner', '.runner_migrated', '.path'].map((name) => (existsSync(join(slot, name)) ? readFileSync(join(slot, name), 'utf8') : null))).toEqual(['\ufeffnew', '\ufeffold', null]);
+    expect(existsSync(join(root, '.runner_migrated'))).toBe(false);
+    expect(readFileSync(join(root, '.runner'), 'utf8')).toBe('shared .runner\n');
   });
 
   it('a file missing from the slot is missing, even when the shared root has it', () => {

@@ -20,8 +20,7 @@ string Next(string op)
 {
     if (i >= args.Length)
     {
-        Console.Error.WriteLine($"FileProbe: {op} needs another argument");
-        Environment.Exit(2);
+        throw new UsageException($"{op} needs another argument");
     }
     var arg = args[i++];
     return arg.StartsWith("@root/") ? Path.Join(RunnerRoot(), arg["@root/".Length..]) : arg;
@@ -60,17 +59,19 @@ while (i < args.Length)
             "unlock" => Do(() => Unlock(Next(op))),
             "move" => Do(() => File.Move(Next(op), Next(op))),
             "move-overwrite" => Do(() => File.Move(Next(op), Next(op), overwrite: true)),
+            // File.Replace with a backup: link(destination, backup), then rename(source, destination).
+            "replace" => Do(() => File.Replace(Next(op), Next(op), Next(op))),
             "set-mtime" => Do(() => File.SetLastWriteTimeUtc(Next(op), DateTime.Parse(Next(op)).ToUniversalTime())),
             "get-mtime" => File.GetLastWriteTimeUtc(Next(op)).ToString("o"),
             "paths" => Paths(),
             // Blocks until a line arrives on stdin: lets a test hold a probe mid-script.
             "wait" => Console.In.ReadLine() ?? "",
             "echo" => Next(op),
-            _ => throw new ArgumentException($"unknown command {op}"),
+            _ => throw new UsageException($"unknown command {op}"),
         };
         line["ok"] = true;
     }
-    catch (ArgumentException error) when (error.Message.StartsWith("unknown command"))
+    catch (UsageException error)
     {
         Console.Error.WriteLine($"FileProbe: {error.Message}");
         return 2;
@@ -142,3 +143,6 @@ static Dictionary<string, string?> Paths()
         ["frameworkDescription"] = RuntimeInformation.FrameworkDescription,
     };
 }
+
+// A malformed command line: the test that wrote it is wrong, so the probe stops (exit 2).
+sealed class UsageException(string message) : Exception(message);
