@@ -58,7 +58,6 @@ while (i < args.Length)
             "lock" => Lock(Next(op)),
             "unlock" => Do(() => Unlock(Next(op))),
             "move" => Do(() => File.Move(Next(op), Next(op))),
-            "move-overwrite" => Do(() => File.Move(Next(op), Next(op), overwrite: true)),
             // File.Replace with a backup: link(destination, backup), then rename(source, destination).
             "replace" => Do(() => File.Replace(Next(op), Next(op), Next(op))),
             "set-mtime" => Do(() => File.SetLastWriteTimeUtc(Next(op), DateTime.Parse(Next(op)).ToUniversalTime())),
