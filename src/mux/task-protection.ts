@@ -119,7 +119,7 @@ export class TaskProtection {
       } else if (desired) {
         waitMs = Math.max(0, this.#renewAt - now);
       }
-      await this.#changes.wait(seen, waitMs === undefined ? {} : { timeoutMs: waitMs });
+      await this.#changes.wait(seen, { timeoutMs: waitMs });
     }
   }
 

@@ -11,8 +11,8 @@ export type WakeReason = 'woken' | 'timeout' | 'aborted';
 
 export interface WakeWaitOptions {
   /** Give up waiting after this long; undefined = only a wake or the signal ends the wait. */
-  timeoutMs?: number;
-  signal?: AbortSignal;
+  timeoutMs?: number | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 export class Wakeup {
