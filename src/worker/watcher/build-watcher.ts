@@ -124,6 +124,11 @@ export class BuildWatcher implements BuildWaiter {
 
   waitForCompletion(buildId: string, options: WaitOptions = {}): Promise<BuildSnapshot> {
     return new Promise<BuildSnapshot>((resolve, reject) => {
+      // An abort event that fired before this call never comes again.
+      if (options.signal?.aborted) {
+        reject(options.signal.reason);
+        return;
+      }
       const entry = this.entry(buildId);
       const unsubscribe = options.onUpdate ? this.subscribe(buildId, options.onUpdate) : () => {};
       const waiter = {
