@@ -23,6 +23,8 @@ export interface HeldRequest {
   request: ProtectionRequest;
   /** Sends the answer the agent would have sent. */
   release(): void;
+  /** Resets the connection instead: the client never learns whether the agent acted. */
+  drop(): void;
 }
 
 export class FakeEcsAgent {
@@ -109,6 +111,11 @@ export class FakeEcsAgent {
             if (released) return;
             released = true;
             answer();
+          },
+          drop: () => {
+            if (released) return;
+            released = true;
+            request.socket.destroy();
           },
         });
         for (const listener of [...this.#heldListeners]) listener();
