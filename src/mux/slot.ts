@@ -277,7 +277,9 @@ export class Slot {
       onLine: (stream, line) => this.#log.info({ event: 'mux.configure-output', stream, line: line.split(token).join('[redacted]').slice(0, MAX_LOGGED_LINE) }),
     });
     const onAbort = () => void configure.stop(this.options.stopGraceMs);
-    stop.addEventListener('abort', onAbort, { once: true });
+    // The stop may have come while the token was on its way: its abort event is gone by now.
+    if (stop.aborted) onAbort();
+    else stop.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(onAbort, CONFIGURE_TIMEOUT_MS);
     const exit = await configure.done;
     clearTimeout(timer);

@@ -1,7 +1,9 @@
 import { awsErrorName, isRetryableAwsError, isThrottlingError } from '../util/aws-errors.js';
-import { backoffDelay, sleep } from '../util/backoff.js';
+import { backoffDelay } from '../util/backoff.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { CbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { Wakeup } from '../util/wakeup.js';
 import type { BuildService, BuildSnapshot } from './build-service.js';
 import { FailureCode } from './failure.js';
 
@@ -27,6 +29,8 @@ export interface PollingOptions {
   throttleMaxMs?: number;
   /** How many consecutive "not found" answers mean the build is gone. */
   notFoundLimit?: number;
+  /** The intervals run on this clock; the system clock by default. */
+  clock?: Clock;
 }
 
 /**
@@ -34,7 +38,8 @@ export interface PollingOptions {
  * reachable. Interval grows from 1 s to 5 s; throttling backs off with full jitter.
  */
 export class PollingBuildWaiter implements BuildWaiter {
-  private readonly wakers = new Map<string, () => void>();
+  /** Per waited-for build: its pokes, and how many waits share them. */
+  private readonly pokes = new Map<string, { wakeup: Wakeup; waits: number }>();
 
   constructor(
     private readonly builds: BuildService,
@@ -43,7 +48,7 @@ export class PollingBuildWaiter implements BuildWaiter {
   ) {}
 
   poke(buildId: string): void {
-    this.wakers.get(buildId)?.();
+    this.pokes.get(buildId)?.wakeup.wake();
   }
 
   async waitForCompletion(buildId: string, options: WaitOptions = {}): Promise<BuildSnapshot> {
@@ -55,46 +60,44 @@ export class PollingBuildWaiter implements BuildWaiter {
     let failures = 0;
     let notFound = 0;
     let last: BuildSnapshot | undefined;
-    for (;;) {
-      let delay = interval;
-      try {
-        const { builds, notFound: missing } = await this.builds.getBuilds([buildId], options.signal);
-        failures = 0;
-        const snapshot = builds.find((build) => build.id === buildId);
-        if (!snapshot) {
-          if (missing.includes(buildId) && ++notFound >= notFoundLimit) {
-            throw new CbactionsError(FailureCode.BuildVanished, `CodeBuild no longer knows build ${buildId}`);
-          }
-        } else {
-          notFound = 0;
-          if (!last || last.status !== snapshot.status || last.currentPhase !== snapshot.currentPhase) options.onUpdate?.(snapshot);
-          last = snapshot;
-          if (snapshot.complete) return snapshot;
-        }
-        interval = Math.min(max, Math.round(interval * growth));
-      } catch (error) {
-        if (options.signal?.aborted || !isRetryableAwsError(error)) throw error;
-        failures++;
-        delay = Math.max(initial, backoffDelay({ initialMs: initial, maxMs: this.options.throttleMaxMs ?? 30_000 }, failures));
-        this.logger.warn(
-          { event: 'worker.poll.failed', buildId, throttled: isThrottlingError(error), error: awsErrorName(error), delayMs: delay },
-          'BatchGetBuilds failed; backing off',
-        );
-      }
-      await this.pause(buildId, delay, options.signal);
-    }
-  }
-
-  private async pause(buildId: string, ms: number, signal?: AbortSignal): Promise<void> {
-    const woken = new AbortController();
-    this.wakers.set(buildId, () => woken.abort());
-    const combined = signal ? AbortSignal.any([signal, woken.signal]) : woken.signal;
+    const pokes = this.pokes.get(buildId) ?? { wakeup: new Wakeup(this.options.clock ?? systemClock), waits: 0 };
+    pokes.waits += 1;
+    this.pokes.set(buildId, pokes);
     try {
-      await sleep(ms, combined);
-    } catch (error) {
-      if (signal?.aborted) throw error;
+      for (;;) {
+        // Read before the call: a poke (a StopBuild) while it is in flight may postdate its
+        // answer, so the pause after it ends at once instead of sleeping a full interval.
+        const seen = pokes.wakeup.generation;
+        let delay = interval;
+        try {
+          const { builds, notFound: missing } = await this.builds.getBuilds([buildId], options.signal);
+          failures = 0;
+          const snapshot = builds.find((build) => build.id === buildId);
+          if (!snapshot) {
+            if (missing.includes(buildId) && ++notFound >= notFoundLimit) {
+              throw new CbactionsError(FailureCode.BuildVanished, `CodeBuild no longer knows build ${buildId}`);
+            }
+          } else {
+            notFound = 0;
+            if (!last || last.status !== snapshot.status || last.currentPhase !== snapshot.currentPhase) options.onUpdate?.(snapshot);
+            last = snapshot;
+            if (snapshot.complete) return snapshot;
+          }
+          interval = Math.min(max, Math.round(interval * growth));
+        } catch (error) {
+          if (options.signal?.aborted || !isRetryableAwsError(error)) throw error;
+          failures++;
+          delay = Math.max(initial, backoffDelay({ initialMs: initial, maxMs: this.options.throttleMaxMs ?? 30_000 }, failures));
+          this.logger.warn(
+            { event: 'worker.poll.failed', buildId, throttled: isThrottlingError(error), error: awsErrorName(error), delayMs: delay },
+            'BatchGetBuilds failed; backing off',
+          );
+        }
+        const woke = await pokes.wakeup.wait(seen, { timeoutMs: delay, signal: options.signal });
+        if (woke === 'aborted') throw options.signal?.reason;
+      }
     } finally {
-      this.wakers.delete(buildId);
+      if (--pokes.waits === 0) this.pokes.delete(buildId);
     }
   }
 }

@@ -2,6 +2,9 @@
  * A fake of the ECS agent's task-protection endpoint (`PUT ${ECS_AGENT_URI}/task-protection/v1/state`),
  * a real HTTP server on 127.0.0.1. It records every request and answers like the agent:
  * `{"protection": {...}}` on success; `failNext(n)` makes the next n requests fail with 500.
+ * After `holdAnswers()` every answer waits until the test releases it (`nextHeld()`), so a
+ * test decides what happens while a request is in flight; the agent's state changes when
+ * the answer goes out, as the real agent's does when its call to ECS returns.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,8 +13,18 @@ export interface ProtectionRequest {
   method: string;
   path: string;
   body: { ProtectionEnabled?: unknown; ExpiresInMinutes?: unknown } | undefined;
+  /** 0 while the answer is held. */
   status: number;
   at: number;
+}
+
+/** A request whose answer the test holds. */
+export interface HeldRequest {
+  request: ProtectionRequest;
+  /** Sends the answer the agent would have sent. */
+  release(): void;
+  /** Resets the connection instead: the client never learns whether the agent acted. */
+  drop(): void;
 }
 
 export class FakeEcsAgent {
@@ -19,6 +32,10 @@ export class FakeEcsAgent {
   /** The protection state after the last successful PUT. */
   enabled = false;
   #failures = 0;
+  #holding = false;
+  /** Held requests not yet handed to the test, oldest first. */
+  readonly #held: HeldRequest[] = [];
+  readonly #heldListeners = new Set<() => void>();
   #server: Server | undefined;
   #url = '';
 
@@ -29,6 +46,30 @@ export class FakeEcsAgent {
 
   failNext(count: number): void {
     this.#failures = count;
+  }
+
+  /** From now on every answer waits for the test: take requests with `nextHeld()`. */
+  holdAnswers(): void {
+    this.#holding = true;
+  }
+
+  /** The oldest held request not handed out yet, as soon as one arrives. */
+  nextHeld(timeoutMs = 20_000): Promise<HeldRequest> {
+    return new Promise<HeldRequest>((resolve, reject) => {
+      const check = () => {
+        const held = this.#held.shift();
+        if (!held) return;
+        this.#heldListeners.delete(check);
+        clearTimeout(timer);
+        resolve(held);
+      };
+      const timer = setTimeout(() => {
+        this.#heldListeners.delete(check);
+        reject(new Error(`the fake ECS agent got no request within ${timeoutMs} ms (requests so far: ${JSON.stringify(this.requests.map((request) => request.body))})`));
+      }, timeoutMs);
+      this.#heldListeners.add(check);
+      check();
+    });
   }
 
   /** Successful PUTs, in order: true = protection requested, false = cleared. */
@@ -58,18 +99,26 @@ export class FakeEcsAgent {
           reply(404, { error: { Code: 'NotFound', Message: 'unknown path' } });
           return;
         }
-        if (this.#failures > 0) {
-          this.#failures -= 1;
-          reply(500, { error: { Code: 'ServerException', Message: 'injected failure' } });
+        const answer = this.#decide(body, reply);
+        if (!this.#holding) {
+          answer();
           return;
         }
-        if (typeof body?.ProtectionEnabled !== 'boolean' || (body.ProtectionEnabled && typeof body.ExpiresInMinutes !== 'number')) {
-          reply(400, { error: { Code: 'InvalidParameterException', Message: 'ProtectionEnabled (and ExpiresInMinutes when true) required' } });
-          return;
-        }
-        this.enabled = body.ProtectionEnabled;
-        const expiration = body.ProtectionEnabled ? new Date(Date.now() + Number(body.ExpiresInMinutes) * 60_000).toISOString() : null;
-        reply(200, { protection: { ExpirationDate: expiration, ProtectionEnabled: body.ProtectionEnabled, TaskArn: 'arn:aws:ecs:us-east-1:123456789012:task/cbactions/0123456789abcdef' } });
+        let released = false;
+        this.#held.push({
+          request: record,
+          release: () => {
+            if (released) return;
+            released = true;
+            answer();
+          },
+          drop: () => {
+            if (released) return;
+            released = true;
+            request.socket.destroy();
+          },
+        });
+        for (const listener of [...this.#heldListeners]) listener();
       });
     });
     await new Promise<void>((resolve) => this.#server?.listen(0, '127.0.0.1', resolve));
@@ -78,9 +127,28 @@ export class FakeEcsAgent {
     return this;
   }
 
+  /** What the agent will answer to this request; run it to answer. */
+  #decide(body: ProtectionRequest['body'], reply: (status: number, value: unknown) => void): () => void {
+    if (this.#failures > 0) {
+      this.#failures -= 1;
+      return () => reply(500, { error: { Code: 'ServerException', Message: 'injected failure' } });
+    }
+    if (typeof body?.ProtectionEnabled !== 'boolean' || (body.ProtectionEnabled && typeof body.ExpiresInMinutes !== 'number')) {
+      return () => reply(400, { error: { Code: 'InvalidParameterException', Message: 'ProtectionEnabled (and ExpiresInMinutes when true) required' } });
+    }
+    const protect = body.ProtectionEnabled;
+    const minutes = Number(body.ExpiresInMinutes);
+    return () => {
+      this.enabled = protect;
+      const expiration = protect ? new Date(Date.now() + minutes * 60_000).toISOString() : null;
+      reply(200, { protection: { ExpirationDate: expiration, ProtectionEnabled: protect, TaskArn: 'arn:aws:ecs:us-east-1:123456789012:task/cbactions/0123456789abcdef' } });
+    };
+  }
+
   async stop(): Promise<void> {
     const server = this.#server;
     if (!server) return;
+    for (const held of this.#held.splice(0)) held.release();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();

@@ -1,7 +1,7 @@
 import { awsErrorName, isRetryableAwsError, isThrottlingError } from '../../util/aws-errors.js';
-import { sleep } from '../../util/backoff.js';
 import { CbactionsError, describeError } from '../../util/errors.js';
 import type { Logger } from '../../util/logger.js';
+import { Wakeup } from '../../util/wakeup.js';
 import { BATCH_GET_BUILDS_LIMIT, type BuildService, type BuildSnapshot } from '../build-service.js';
 import type { BuildWaiter, WaitOptions } from '../build-waiter.js';
 import { FailureCode } from '../failure.js';
@@ -55,7 +55,8 @@ export class BuildWatcher implements BuildWaiter {
   private readonly watched = new Map<string, Watched>();
   private readonly options: Required<Omit<WatcherOptions, 'random'>> & { random: () => number };
   private readonly stats: WatcherStats = { calls: 0, throttled: 0, errors: 0, sweeps: 0, watching: 0 };
-  private wake: (() => void) | undefined;
+  /** A poke, a new build or close(): the loop works out what is due again. */
+  private readonly changed = new Wakeup();
   /** A poke without a build: sweep everything soon. */
   private pokeAll = false;
   /** Builds a poke named (a build event, a StopBuild): asked about on their own, soon. */
@@ -90,7 +91,7 @@ export class BuildWatcher implements BuildWaiter {
   async close(): Promise<void> {
     this.running = false;
     this.closed.abort();
-    this.wake?.();
+    this.changed.wake();
     await this.loop;
     for (const entry of this.watched.values()) {
       for (const waiter of entry.waiters) waiter.reject(new CbactionsError('WATCHER_CLOSED', 'the build watcher stopped'));
@@ -124,6 +125,11 @@ export class BuildWatcher implements BuildWaiter {
 
   waitForCompletion(buildId: string, options: WaitOptions = {}): Promise<BuildSnapshot> {
     return new Promise<BuildSnapshot>((resolve, reject) => {
+      // An abort event that fired before this call never comes again.
+      if (options.signal?.aborted) {
+        reject(options.signal.reason);
+        return;
+      }
       const entry = this.entry(buildId);
       const unsubscribe = options.onUpdate ? this.subscribe(buildId, options.onUpdate) : () => {};
       const waiter = {
@@ -158,7 +164,7 @@ export class BuildWatcher implements BuildWaiter {
     if (buildId === undefined) this.pokeAll = true;
     else if (this.watched.has(buildId)) this.pokedIds.add(buildId);
     else return;
-    this.wake?.();
+    this.changed.wake();
   }
 
   private entry(buildId: string): Watched {
@@ -168,7 +174,7 @@ export class BuildWatcher implements BuildWaiter {
       this.watched.set(buildId, entry);
       // Joins the next budgeted sweep: a build that just started is not about to end, and
       // sweeping early for every new build would break the call budget under load.
-      this.wake?.();
+      this.changed.wake();
     }
     return entry;
   }
@@ -213,8 +219,10 @@ export class BuildWatcher implements BuildWaiter {
     let lastSweep = 0;
     let lastCall = 0;
     while (this.running) {
+      // Read before deciding: what changes from here on ends the wait below at once.
+      const seen = this.changed.generation;
       if (this.watched.size === 0) {
-        await this.idle();
+        await this.changed.wait(seen, { signal: this.closed.signal });
         continue;
       }
       const ids = [...this.watched.keys()];
@@ -225,7 +233,7 @@ export class BuildWatcher implements BuildWaiter {
       const wait = Math.min(fullDue, targetedDue) - Date.now();
       if (wait > 0) {
         // Woken early by a poke or a new build: work out what is due again.
-        await this.pause(wait);
+        await this.changed.wait(seen, { timeoutMs: wait, signal: this.closed.signal });
         continue;
       }
       if (!this.running) break;
@@ -285,27 +293,6 @@ export class BuildWatcher implements BuildWaiter {
       this.backoffMs = Math.max(this.options.minIntervalMs / 2, Math.floor(this.options.random() * ceiling));
     } else if (this.backoffMs > 0) {
       this.backoffMs = this.backoffMs < 100 ? 0 : Math.floor(this.backoffMs / 2);
-    }
-  }
-
-  private async idle(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.wake = resolve;
-    });
-    this.wake = undefined;
-  }
-
-  /** Sleeps up to `ms`; true when woken early by a poke. */
-  private async pause(ms: number): Promise<boolean> {
-    const woken = new AbortController();
-    this.wake = () => woken.abort();
-    try {
-      await sleep(ms, AbortSignal.any([woken.signal, this.closed.signal]));
-      return false;
-    } catch {
-      return true;
-    } finally {
-      this.wake = undefined;
     }
   }
 }

@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { describeError } from '../../util/errors.js';
 import type { Logger } from '../../util/logger.js';
+import { Wakeup } from '../../util/wakeup.js';
 import type { BuildSnapshot } from '../build-service.js';
 import type { BuildWaiter, WaitOptions } from '../build-waiter.js';
 import type { BuildTracker } from '../run-job.js';
@@ -23,7 +24,8 @@ export class WatcherClient implements BuildWaiter, BuildTracker {
   private latest: BuildSnapshot | undefined;
   private completed: BuildSnapshot | undefined;
   private lost = false;
-  private notify: (() => void) | undefined;
+  /** Woken when the build completes or the watcher is lost; every waiting call sees it. */
+  private readonly changed = new Wakeup();
   private onUpdate: ((snapshot: BuildSnapshot) => void) | undefined;
 
   private constructor(
@@ -40,7 +42,7 @@ export class WatcherClient implements BuildWaiter, BuildTracker {
         this.lost = true;
         this.logger.warn({ event: 'worker.watcher-lost', buildId: this.buildId }, 'lost the watcher; polling on our own');
       }
-      this.notify?.();
+      this.changed.wake();
     });
   }
 
@@ -86,10 +88,7 @@ export class WatcherClient implements BuildWaiter, BuildTracker {
     this.onUpdate = options.onUpdate;
     if (this.latest) options.onUpdate?.(this.latest);
     while (!this.completed && !this.lost) {
-      await new Promise<void>((resolve) => {
-        this.notify = resolve;
-      });
-      this.notify = undefined;
+      if ((await this.changed.wait(this.changed.generation, { signal: options.signal })) === 'aborted') throw options.signal?.reason;
     }
     if (this.completed) return this.completed;
     return this.fallback.waitForCompletion(buildId, options);
@@ -143,7 +142,7 @@ export class WatcherClient implements BuildWaiter, BuildTracker {
       this.onUpdate?.(snapshot);
       if (message.op === 'complete') {
         this.completed = snapshot;
-        this.notify?.();
+        this.changed.wake();
       }
     }
   }
@@ -152,6 +151,6 @@ export class WatcherClient implements BuildWaiter, BuildTracker {
     this.logger.warn({ event: 'worker.watcher-dropped', reason }, 'stopped using the watcher');
     this.lost = true;
     this.socket.destroy();
-    this.notify?.();
+    this.changed.wake();
   }
 }

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BuildWatcher } from '../../../src/worker/watcher/build-watcher.js';
+import { HeldBuilds, snapshot } from '../../support/held-builds.js';
 import { awsError, InMemoryBuilds } from '../../support/in-memory-builds.js';
 
 const silent = pino({ level: 'silent' });
@@ -123,5 +124,55 @@ describe('BuildWatcher that cannot reach CodeBuild', () => {
     } finally {
       await watcher.close();
     }
+  });
+});
+
+describe('BuildWatcher while a BatchGetBuilds call is in flight', () => {
+  const A = 'p:0000-000a';
+  const B = 'p:0000-000b';
+  let watcher: BuildWatcher | undefined;
+  afterEach(async () => {
+    await watcher?.close();
+    watcher = undefined;
+  });
+
+  it('a poke during a sweep brings a targeted call after it, not the next sweep', async () => {
+    const builds = new HeldBuilds();
+    // Sweeps at most every minute: only the poke can explain a second call.
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 60_000, maxCallsPerSecond: 1 });
+    watcher.start();
+    const done = watcher.waitForCompletion(A);
+    void watcher.waitForCompletion(B).catch(() => {});
+    const sweep = await builds.nextCall();
+    expect(sweep.ids).toEqual([A, B]);
+    watcher.poke(A); // an event about A while the sweep's answer is on its way
+    sweep.answer([snapshot(A), snapshot(B)]);
+    const targeted = await builds.nextCall();
+    expect(targeted.ids).toEqual([A]);
+    targeted.answer([snapshot(A, { status: 'SUCCEEDED', complete: true, currentPhase: 'COMPLETED' })]);
+    await expect(done).resolves.toMatchObject({ id: A, status: 'SUCCEEDED' });
+  });
+
+  it('close() during a sweep ends the call and settles, rejecting the waiters', async () => {
+    const builds = new HeldBuilds();
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 60_000 });
+    watcher.start();
+    const waiting = watcher.waitForCompletion(A);
+    const sweep = await builds.nextCall();
+    const closing = watcher.close();
+    watcher = undefined;
+    expect(sweep.signal?.aborted).toBe(true);
+    await closing;
+    await expect(waiting).rejects.toMatchObject({ code: 'WATCHER_CLOSED' });
+  });
+
+  it('a wait whose signal aborted before the call rejects at once and watches nothing', async () => {
+    const builds = new HeldBuilds();
+    watcher = new BuildWatcher(builds, silent, { minIntervalMs: 60_000 });
+    watcher.start();
+    const controller = new AbortController();
+    controller.abort(new Error('worker gone'));
+    await expect(watcher.waitForCompletion(A, { signal: controller.signal })).rejects.toThrow('worker gone');
+    expect(watcher.watchedIds()).toEqual([]);
   });
 });
