@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { CbactionsError } from '../util/errors.js';
-import { ConfigSchema, type Config } from './schema.js';
+import { ConfigSchema, RuntimeConfigSchema, type Config } from './schema.js';
 
 export const ConfigErrorCode = {
   Unreadable: 'CONFIG_UNREADABLE',
@@ -40,8 +40,16 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
   return issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
 }
 
-export function parseConfig(raw: unknown, source = 'configuration'): Config {
-  const result = ConfigSchema.safeParse(raw);
+export interface ConfigUse {
+  /**
+   * The mux and the worker run jobs with this config: also require what running needs
+   * (`runtimeProblems`). `deploy`, `init` and `local` leave it off.
+   */
+  runtime?: boolean;
+}
+
+export function parseConfig(raw: unknown, source = 'configuration', use: ConfigUse = {}): Config {
+  const result = (use.runtime === true ? RuntimeConfigSchema : ConfigSchema).safeParse(raw);
   if (!result.success) {
     const lines = formatIssues(result.error.issues);
     throw new CbactionsError(ConfigErrorCode.Invalid, `${source} is invalid:\n  ${lines.join('\n  ')}`, { cause: result.error });
@@ -83,7 +91,7 @@ async function readBounded(path: string, limit: number): Promise<string> {
 }
 
 /** Reads a YAML or JSON config file (JSON is YAML) and validates it. */
-export async function loadConfigFile(path: string): Promise<Config> {
+export async function loadConfigFile(path: string, use: ConfigUse = {}): Promise<Config> {
   const text = await readBounded(path, MAX_CONFIG_FILE_BYTES);
   let raw: unknown;
   try {
@@ -91,5 +99,5 @@ export async function loadConfigFile(path: string): Promise<Config> {
   } catch (error) {
     throw new CbactionsError(ConfigErrorCode.Syntax, `config file ${path} is not valid YAML/JSON: ${(error as Error).message}`, { cause: error });
   }
-  return parseConfig(raw, `config file ${path}`);
+  return parseConfig(raw, `config file ${path}`, use);
 }

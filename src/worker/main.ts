@@ -112,7 +112,7 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
 
     const configPath = env[WorkerEnv.Config];
     if (!configPath) throw new CbactionsError('CONFIG_MISSING', `${WorkerEnv.Config} is not set; the mux sets it to the config file`);
-    const config = await loadConfigFile(configPath);
+    const config = await loadConfigFile(configPath, { runtime: true });
     const pool = selectPool(config, env[WorkerEnv.Pool]);
     const refs = payloadRefsFromConfig(config.payloads, { baseDir: dirname(configPath) });
     const region = config.codebuild.region ?? env.AWS_REGION;
