@@ -103,6 +103,15 @@ export function buildProgram(): Command {
       process.exitCode = await runInstallWorkerCommand(runnerRoot);
     });
 
+  program
+    .command('create-local-key')
+    .description('create a payload key for payloads.key.local.file (local sealing): 32 random bytes, mode 0600, never overwritten')
+    .argument('<file>', 'where to write the key')
+    .action(async (file: string) => {
+      const { runCreateLocalKeyCommand } = await import('./create-local-key.js');
+      process.exitCode = await runCreateLocalKeyCommand(file, { stdout: (text) => process.stdout.write(text), stderr: (text) => process.stderr.write(text) });
+    });
+
   // Setup and deployment (src/infra): `init` writes a starter config; `deploy`, `diff` and
   // `destroy` synthesize the CDK app from a config and run the AWS CDK CLI on it. The
   // container images carry only the runtime bundle, so these say where they do work.

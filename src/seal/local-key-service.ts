@@ -41,7 +41,7 @@ export class LocalKeyService implements KeyService {
     this.keyId = localKeyFingerprint(this.#masterKey);
   }
 
-  /** Reads a key file made by `createLocalKeyFile` (or `head -c 32 /dev/urandom`, mode 0600). */
+  /** Reads a key file made by `createLocalKeyFile` (`cbactions create-local-key`). */
   static async fromFile(path: string): Promise<LocalKeyService> {
     const key = await readLocalKeyFile(path);
     try {
@@ -137,7 +137,7 @@ export async function readLocalKeyFile(path: string): Promise<Buffer> {
       throw new CbactionsError(
         SealErrorCode.KeyFileInvalid,
         `local key file ${path} holds ${stats.size} bytes; a local key is exactly ${LOCAL_KEY_BYTES} random bytes ` +
-          `(create one with \`head -c ${LOCAL_KEY_BYTES} /dev/urandom > ${path} && chmod 600 ${path}\`)`,
+          `(create a new one with \`cbactions create-local-key FILE\`)`,
       );
     }
     const key = Buffer.alloc(LOCAL_KEY_BYTES);
