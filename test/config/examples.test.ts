@@ -2,7 +2,8 @@
  * The example configs in examples/ load with the real loader, stay complete (every field of
  * every section appears, set or in a comment), and are linked from the README.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
@@ -10,6 +11,7 @@ import { loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { AlarmsSchema, DeploySchema, NetworkSchema } from '../../src/config/deploy-schema.js';
 import { BuildSettingsSchema, CodeBuildSchema, GitHubSchema, MuxSchema, PoolSchema, ServiceRoleSchema } from '../../src/config/schema.js';
 import { runtimeConfig } from '../../src/infra/runtime-config.js';
+import { synthesizeConfig } from '../../src/infra/synth.js';
 import { PROJECT_ROOT } from '../support/runner-root.js';
 
 const EXAMPLES = join(PROJECT_ROOT, 'examples');
@@ -61,6 +63,12 @@ describe('example configs', () => {
     // As its comment says: run directly with S3/KMS payloads, it would need codebuild.buildRoleId.
     await expect(loadConfigFile(AWS_EXAMPLE, { runtime: true })).rejects.toThrow(/codebuild\.buildRoleId: required/);
   });
+
+  it('the AWS example synthesizes offline as `cbactions deploy --dry-run` does, without warnings (cdk-nag included)', async () => {
+    const result = synthesizeConfig(await loadConfigFile(AWS_EXAMPLE), { outdir: mkdtempSync(join(tmpdir(), 'cbactions-example-synth-')) });
+    expect(result.stackName).toBe('cbactions');
+    expect(result.warnings).toEqual([]);
+  }, 180_000);
 
   it('the local example is what the mux runs with, no role ids needed', async () => {
     const config = await loadConfigFile(LOCAL_EXAMPLE, { runtime: true });
