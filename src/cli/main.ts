@@ -1,6 +1,15 @@
 import { Command, CommanderError } from 'commander';
+import { ENTRYPOINT_ENVIRONMENT } from '../entrypoint/environment.js';
 import { ExitCode } from '../protocol/exit-codes.js';
 import { describeError, isCbactionsError } from '../util/errors.js';
+import { WORKER_ENVIRONMENT } from '../worker/environment.js';
+
+/** The "Environment:" section of a command's --help, one variable a line. */
+export function environmentHelp(title: string, variables: Readonly<Record<string, string>>): string {
+  const names = Object.keys(variables);
+  const width = Math.max(...names.map((name) => name.length));
+  return `\n${title}:\n${names.map((name) => `  ${name.padEnd(width)}  ${variables[name]}`).join('\n')}\n`;
+}
 
 /**
  * `cbactions <command>`. Thin: each command's module is imported only when it runs, so
@@ -18,6 +27,7 @@ export function buildProgram(): Command {
     .argument('<mode>', 'must be "spawnclient", as the listener passes it')
     .argument('<readFd>', 'fd the listener writes messages to')
     .argument('<writeFd>', 'fd back to the listener (never written)')
+    .addHelpText('after', environmentHelp('Environment (the mux sets the CBACTIONS_ ones for each listener)', WORKER_ENVIRONMENT))
     .action(async (mode: string, readFd: string, writeFd: string) => {
       const { runWorkerCommand } = await import('../worker/main.js');
       process.exitCode = await runWorkerCommand({ mode, readFd, writeFd });
@@ -26,6 +36,7 @@ export function buildProgram(): Command {
   program
     .command('entrypoint')
     .description('inside a CodeBuild build: open the sealed job, run the real Runner.Worker, record its exit code')
+    .addHelpText('after', environmentHelp('Environment (set by CodeBuild, the buildspec, the project and the worker)', ENTRYPOINT_ENVIRONMENT))
     .action(async () => {
       const { runEntrypointCommand } = await import('../entrypoint/main.js');
       process.exitCode = await runEntrypointCommand();
@@ -90,6 +101,15 @@ export function buildProgram(): Command {
     .action(async (runnerRoot: string) => {
       const { runInstallWorkerCommand } = await import('../worker/install.js');
       process.exitCode = await runInstallWorkerCommand(runnerRoot);
+    });
+
+  program
+    .command('create-local-key')
+    .description('create a payload key for payloads.key.local.file (local sealing): 32 random bytes, mode 0600, never overwritten')
+    .argument('<file>', 'where to write the key')
+    .action(async (file: string) => {
+      const { runCreateLocalKeyCommand } = await import('./create-local-key.js');
+      process.exitCode = await runCreateLocalKeyCommand(file, { stdout: (text) => process.stdout.write(text), stderr: (text) => process.stderr.write(text) });
     });
 
   // Setup and deployment (src/infra): `init` writes a starter config; `deploy`, `diff` and

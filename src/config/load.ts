@@ -1,14 +1,29 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { CbactionsError } from '../util/errors.js';
-import { ConfigSchema, type Config } from './schema.js';
+import { ConfigSchema, RuntimeConfigSchema, type Config } from './schema.js';
 
 export const ConfigErrorCode = {
   Unreadable: 'CONFIG_UNREADABLE',
   Syntax: 'CONFIG_SYNTAX',
   Invalid: 'CONFIG_INVALID',
+  TooLarge: 'CONFIG_TOO_LARGE',
 } as const;
+
+/**
+ * Largest config file read. A real one is a few kilobytes (100 pools with every setting is
+ * well under 100 KiB); YAML parsing costs tens of times the text in memory, so an
+ * unbounded read of a wrong or hostile file could take the process down.
+ */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+/**
+ * Anchors and aliases are fine for sharing a pool's build settings, but each alias can
+ * expand to a whole subtree: the `yaml` package refuses documents whose aliases expand
+ * past this (its default, stated here so it stays put).
+ */
+export const MAX_YAML_ALIAS_COUNT = 100;
 
 /** `pools[1].build.privileged` from a zod path. */
 export function formatPath(path: readonly PropertyKey[]): string {
@@ -25,8 +40,16 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
   return issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
 }
 
-export function parseConfig(raw: unknown, source = 'configuration'): Config {
-  const result = ConfigSchema.safeParse(raw);
+export interface ConfigUse {
+  /**
+   * The mux and the worker run jobs with this config: also require what running needs
+   * (`runtimeProblems`). `deploy`, `init` and `local` leave it off.
+   */
+  runtime?: boolean;
+}
+
+export function parseConfig(raw: unknown, source = 'configuration', use: ConfigUse = {}): Config {
+  const result = (use.runtime === true ? RuntimeConfigSchema : ConfigSchema).safeParse(raw);
   if (!result.success) {
     const lines = formatIssues(result.error.issues);
     throw new CbactionsError(ConfigErrorCode.Invalid, `${source} is invalid:\n  ${lines.join('\n  ')}`, { cause: result.error });
@@ -34,19 +57,47 @@ export function parseConfig(raw: unknown, source = 'configuration'): Config {
   return result.data;
 }
 
-/** Reads a YAML or JSON config file (JSON is YAML) and validates it. */
-export async function loadConfigFile(path: string): Promise<Config> {
-  let text: string;
+/**
+ * Reads at most `limit` + 1 bytes: a regular file's size is checked first, and anything
+ * else (a FIFO, `/dev/stdin`, a file still growing) is cut off one byte past the limit.
+ */
+async function readBounded(path: string, limit: number): Promise<string> {
+  let handle;
   try {
-    text = await readFile(path, 'utf8');
+    handle = await open(path, 'r');
   } catch (error) {
     throw new CbactionsError(ConfigErrorCode.Unreadable, `cannot read config file ${path}: ${(error as Error).message}`, { cause: error });
   }
+  const tooLarge = (size: string) =>
+    new CbactionsError(ConfigErrorCode.TooLarge, `config file ${path} is ${size}; the limit is ${limit} bytes (${limit / 1024} KiB): is it the right file?`);
+  try {
+    const stats = await handle.stat();
+    if (stats.isFile() && stats.size > limit) throw tooLarge(`${stats.size} bytes`);
+    const buffer = Buffer.alloc(limit + 1);
+    let filled = 0;
+    while (filled < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, null);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    if (filled > limit) throw tooLarge(`more than ${limit} bytes`);
+    return buffer.toString('utf8', 0, filled);
+  } catch (error) {
+    if (error instanceof CbactionsError) throw error;
+    throw new CbactionsError(ConfigErrorCode.Unreadable, `cannot read config file ${path}: ${(error as Error).message}`, { cause: error });
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads a YAML or JSON config file (JSON is YAML) and validates it. */
+export async function loadConfigFile(path: string, use: ConfigUse = {}): Promise<Config> {
+  const text = await readBounded(path, MAX_CONFIG_FILE_BYTES);
   let raw: unknown;
   try {
-    raw = parseYaml(text, { prettyErrors: true });
+    raw = parseYaml(text, { prettyErrors: true, maxAliasCount: MAX_YAML_ALIAS_COUNT });
   } catch (error) {
     throw new CbactionsError(ConfigErrorCode.Syntax, `config file ${path} is not valid YAML/JSON: ${(error as Error).message}`, { cause: error });
   }
-  return parseConfig(raw, `config file ${path}`);
+  return parseConfig(raw, `config file ${path}`, use);
 }

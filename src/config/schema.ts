@@ -201,6 +201,55 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
+/** A problem at a field path, as zod reports them. */
+export interface ConfigProblem {
+  path: (string | number)[];
+  message: string;
+}
+
+/**
+ * What running jobs needs beyond the schema, checked by the mux and the worker (not by
+ * `cbactions deploy`, whose stack fills these in, nor `cbactions local`, which seals locally).
+ * An S3 store addresses each payload by the build's `aws:userid` and a KMS key binds it
+ * there too, so the worker must know the role id of every pool's builds: without it, it
+ * would start builds that can never open their job.
+ */
+export function runtimeProblems(config: Config): ConfigProblem[] {
+  const bound = [
+    ...('s3' in config.payloads.store ? ['an S3 payload store'] : []),
+    ...('kms' in config.payloads.key ? ['a KMS payload key'] : []),
+  ];
+  if (bound.length === 0) return [];
+  const why = `${bound.join(' and ')} bind${bound.length === 1 ? 's' : ''} each job to its build role's unique id (<roleId>:AWSCodeBuild-<uuid>)`;
+  const lookUp = 'aws iam get-role --role-name NAME --query Role.RoleId';
+  const problems: ConfigProblem[] = [];
+  const onProjectRole: string[] = [];
+  config.pools.forEach((pool, index) => {
+    const role = pool.build.serviceRole;
+    if (role === undefined) onProjectRole.push(pool.name);
+    else if (role.roleId === undefined) {
+      problems.push({
+        path: ['pools', index, 'build', 'serviceRole', 'roleId'],
+        message: `pool "${pool.name}" runs as ${role.arn} but has no roleId; ${why}: set it to the role's unique id (AROA…; ${lookUp})`,
+      });
+    }
+  });
+  if (onProjectRole.length > 0 && config.codebuild.buildRoleId === undefined) {
+    problems.push({
+      path: ['codebuild', 'buildRoleId'],
+      message:
+        `required: pool${onProjectRole.length === 1 ? '' : 's'} ${onProjectRole.map((name) => `"${name}"`).join(', ')} run${onProjectRole.length === 1 ? 's' : ''} as the project's service role, and ${why}: ` +
+        `set it to that role's unique id (AROA…; ${lookUp}), or give each pool build.serviceRole {arn, roleId} (\`cbactions deploy\` fills these in)`,
+    });
+  }
+  return problems;
+}
+
+/** The schema plus the runtime's checks: what the mux and the worker load. */
+export const RuntimeConfigSchema = ConfigSchema.superRefine((config, ctx) => {
+  for (const problem of runtimeProblems(config)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+});
+
 /** Combinations CodeBuild would refuse at StartBuild, caught when the config is loaded. */
 export function buildSettingsProblems(build: BuildSettings): { field: keyof BuildSettings; message: string }[] {
   const problems: { field: keyof BuildSettings; message: string }[] = [];

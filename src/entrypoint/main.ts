@@ -6,21 +6,11 @@ import { createPayloadServices, payloadRefsFromEnvironment, resolveBuildBinding 
 import type { PayloadBinding } from '../seal/types.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
+import { EntrypointEnv } from './environment.js';
 import { runEntrypoint, writeResult, type EntrypointResult } from './run-entrypoint.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
 
-/** Environment the entrypoint reads inside the build. */
-export const EntrypointEnv = {
-  RunnerRoot: 'CBACTIONS_RUNNER_ROOT',
-  ResultDir: 'CBACTIONS_RESULT_DIR',
-  PayloadWait: 'CBACTIONS_PAYLOAD_WAIT_SECONDS',
-  CancelPoll: 'CBACTIONS_CANCEL_POLL_SECONDS',
-  ComputeType: 'CBACTIONS_COMPUTE_TYPE',
-  EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
-  PayloadRoleId: 'CBACTIONS_PAYLOAD_ROLE_ID',
-  RunnerInstaller: 'CBACTIONS_RUNNER_INSTALLER',
-  RunnerChecksums: 'CBACTIONS_RUNNER_CHECKSUMS',
-} as const;
+export { EntrypointEnv } from './environment.js';
 
 export const DEFAULT_RUNNER_ROOT = '/actions-runner';
 

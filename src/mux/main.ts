@@ -65,7 +65,7 @@ export interface MuxRunOptions {
  */
 export async function runMux(options: MuxRunOptions): Promise<number> {
   const { configPath, env, logger } = options;
-  const config = await loadConfigFile(configPath);
+  const config = await loadConfigFile(configPath, { runtime: true });
   let secretsManager: SecretsManagerClient | undefined;
   const secrets = {
     env,

@@ -41,7 +41,7 @@ export class LocalKeyService implements KeyService {
     this.keyId = localKeyFingerprint(this.#masterKey);
   }
 
-  /** Reads a key file made by `createLocalKeyFile` (or `head -c 32 /dev/urandom`, mode 0600). */
+  /** Reads a key file made by `createLocalKeyFile` (`cbactions create-local-key`). */
   static async fromFile(path: string): Promise<LocalKeyService> {
     const key = await readLocalKeyFile(path);
     try {
@@ -106,8 +106,9 @@ export class LocalKeyService implements KeyService {
 }
 
 /**
- * Reads a local master key, refusing one other users can read or replace. Checks the
- * opened file (fstat), so the file checked is the file read.
+ * Reads a local master key, refusing one its group or other users can read or replace.
+ * Checks the opened file (fstat), so the file checked is the file read; a symbolic link
+ * is followed and its target is what must be a private regular file.
  */
 export async function readLocalKeyFile(path: string): Promise<Buffer> {
   let handle;
@@ -122,18 +123,21 @@ export async function readLocalKeyFile(path: string): Promise<Buffer> {
     if (!stats.isFile()) {
       throw new CbactionsError(SealErrorCode.KeyFileInvalid, `local key file ${path} is not a regular file`);
     }
+    // Owner only, as ssh demands of a private key: a group bit lets every member of the
+    // group read (or replace) the key that opens every payload. 0400 is fine too.
     const mode = stats.mode & 0o777;
-    if ((mode & 0o007) !== 0) {
+    if ((mode & 0o077) !== 0) {
       throw new CbactionsError(
         SealErrorCode.KeyFileInsecure,
-        `local key file ${path} is accessible to other users (mode ${mode.toString(8).padStart(4, '0')}); run \`chmod 600 ${path}\``,
+        `local key file ${path} is accessible to its group or other users (mode ${mode.toString(8).padStart(4, '0')}); ` +
+          `only its owner may read it: run \`chmod 600 ${path}\``,
       );
     }
     if (stats.size !== LOCAL_KEY_BYTES) {
       throw new CbactionsError(
         SealErrorCode.KeyFileInvalid,
         `local key file ${path} holds ${stats.size} bytes; a local key is exactly ${LOCAL_KEY_BYTES} random bytes ` +
-          `(create one with \`head -c ${LOCAL_KEY_BYTES} /dev/urandom > ${path} && chmod 600 ${path}\`)`,
+          `(create a new one with \`cbactions create-local-key FILE\`)`,
       );
     }
     const key = Buffer.alloc(LOCAL_KEY_BYTES);

@@ -16,22 +16,11 @@ import { CodeBuildBuildService } from './build-service.js';
 import { PollingBuildWaiter } from './build-waiter.js';
 import { formatFailure, FailureCode } from './failure.js';
 import { runJob } from './run-job.js';
-import { WATCHER_SOCKET_VARIABLE } from './watcher/protocol.js';
+import { WorkerEnv } from './environment.js';
 import { WatcherClient } from './watcher/watcher-client.js';
 import { readRunnerFiles } from './runner-files.js';
 
-/** Environment variables the worker reads (all set by the mux for its listeners). */
-export const WorkerEnv = {
-  Config: 'CBACTIONS_CONFIG',
-  Pool: 'CBACTIONS_POOL',
-  RunnerRoot: 'CBACTIONS_RUNNER_ROOT',
-  SlotDir: 'CBACTIONS_PRELOAD_SLOT_DIR',
-  Log: 'CBACTIONS_WORKER_LOG',
-  CancelGrace: 'CBACTIONS_CANCEL_GRACE_SECONDS',
-  RunnerVersion: 'CBACTIONS_RUNNER_VERSION',
-  Slot: 'CBACTIONS_SLOT',
-  WatcherSocket: WATCHER_SOCKET_VARIABLE,
-} as const;
+export { WorkerEnv } from './environment.js';
 
 /**
  * The listener SIGKILLs the worker no sooner than 45 s after a cancel (RUNNER-PROTOCOL §2):
@@ -112,7 +101,7 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
 
     const configPath = env[WorkerEnv.Config];
     if (!configPath) throw new CbactionsError('CONFIG_MISSING', `${WorkerEnv.Config} is not set; the mux sets it to the config file`);
-    const config = await loadConfigFile(configPath);
+    const config = await loadConfigFile(configPath, { runtime: true });
     const pool = selectPool(config, env[WorkerEnv.Pool]);
     const refs = payloadRefsFromConfig(config.payloads, { baseDir: dirname(configPath) });
     const region = config.codebuild.region ?? env.AWS_REGION;

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, writeFile, chmod, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile, chmod, mkdir, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -52,6 +52,28 @@ describe('LocalKeyService.fromFile', () => {
     expect((error as Error).message).toContain(path);
     expect((error as Error).message).toContain('0644');
     expect((error as Error).message).toContain('chmod 600');
+  });
+
+  it('refuses a key file its group can read or write, and one behind a symlink, by the mode of the target', async () => {
+    const path = join(dir, 'payload.key');
+    await createLocalKeyFile(path);
+    for (const mode of [0o640, 0o620, 0o660, 0o610, 0o604, 0o602]) {
+      await chmod(path, mode);
+      const error = await rejection(() => LocalKeyService.fromFile(path));
+      expect(isCbactionsError(error, SealErrorCode.KeyFileInsecure)).toBe(true);
+      expect((error as Error).message).toContain(path);
+      expect((error as Error).message).toContain(`mode ${mode.toString(8).padStart(4, '0')}`);
+      expect((error as Error).message).toContain(`chmod 600 ${path}`);
+    }
+    const link = join(dir, 'linked.key');
+    await symlink(path, link);
+    await chmod(path, 0o640);
+    expect(isCbactionsError(await rejection(() => LocalKeyService.fromFile(link)), SealErrorCode.KeyFileInsecure)).toBe(true);
+    for (const mode of [0o600, 0o400]) {
+      await chmod(path, mode);
+      await expect(LocalKeyService.fromFile(path)).resolves.toBeInstanceOf(LocalKeyService);
+      await expect(LocalKeyService.fromFile(link)).resolves.toBeInstanceOf(LocalKeyService);
+    }
   });
 
   it('refuses a key of the wrong size', async () => {
