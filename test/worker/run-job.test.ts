@@ -78,8 +78,7 @@ class HeldStartBuilds implements BuildService {
   }
   async startBuild(request: StartBuildRequest): Promise<BuildSnapshot> {
     const hold = this.holds.shift();
-    const answer = this.inner.startBuild(request).then((build) => ({ build }), (error: unknown) => ({ error }));
-    const settled = await answer;
+    const settled = await this.inner.startBuild(request).then((build) => ({ build }), (error: unknown) => ({ error }));
     await hold?.pass();
     if ('error' in settled) throw settled.error;
     return settled.build;
