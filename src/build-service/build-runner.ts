@@ -1,4 +1,6 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildHardLinkRoot } from '../preload/hardlink-root.js';
 import type { Logger } from '../util/logger.js';
 import { describeError, isCbactionsError } from '../util/errors.js';
 import { BuildLog } from './build-log.js';
@@ -28,7 +30,15 @@ export interface BuildPlan {
   codebuildVariables: Record<string, string>;
   /** Session work directory (scripts and dumps hold variable values; removed at the end). */
   sessionDir: string;
+  /**
+   * The build's own runner root, made of hard links to the project's runner installation at
+   * PROVISIONING and removed at FINALIZING; the runner's `_diag` is kept as `keptDiag`.
+   */
+  runnerRoot?: { installation: string; root: string; keptDiag: string };
 }
+
+/** Where `cbactions entrypoint` looks for the runner (an image-level variable: the project and overrides may change it). */
+export const RUNNER_ROOT_VARIABLE = 'CBACTIONS_RUNNER_ROOT';
 
 export interface BuildRunnerDeps {
   logger: Logger;
@@ -206,6 +216,15 @@ class BuildRun {
       this.state.changed();
       this.deps.logger.info({ event: 'build.role-assumed', buildId: this.state.identity.id, roleArn, sessionName }, 'service role assumed');
     }
+    const runner = this.plan.runnerRoot;
+    if (runner) {
+      try {
+        const made = await buildHardLinkRoot({ sharedRoot: runner.installation, slotRoot: runner.root });
+        this.deps.logger.info({ event: 'build.runner-root', buildId: this.state.identity.id, root: runner.root, files: made.files }, 'build runner root ready');
+      } catch (error) {
+        return { status: 'FAILED', context: { statusCode: 'CLIENT_ERROR', message: `cannot give the build its own runner root from ${runner.installation}: ${describeError(error)}` } };
+      }
+    }
     return { status: 'SUCCEEDED' };
   }
 
@@ -234,7 +253,7 @@ class BuildRun {
 
   /** The image's environment, then the buildspec's, the project's, the overrides, CodeBuild's own. */
   private buildEnvironment(spec: Buildspec): Record<string, string> {
-    const env: Record<string, string> = { ...this.deps.baseEnv, ...spec.variables };
+    const env: Record<string, string> = { ...this.deps.baseEnv, ...(this.plan.runnerRoot ? { [RUNNER_ROOT_VARIABLE]: this.plan.runnerRoot.root } : {}), ...spec.variables };
     for (const { name, value } of this.plan.variables) env[name] = value;
     Object.assign(env, this.plan.codebuildVariables, { CODEBUILD_BUILD_SUCCEEDING: '1' });
     if (this.credentials) {
@@ -288,6 +307,20 @@ class BuildRun {
     this.state.changed();
   }
 
+  /** The container is gone with the build: so is its runner root, but for the runner's logs. */
+  private async removeRunnerRoot(): Promise<void> {
+    const runner = this.plan.runnerRoot;
+    if (!runner) return;
+    try {
+      await rename(join(runner.root, '_diag'), runner.keptDiag).catch((error: unknown) => {
+        if ((error as { code?: unknown }).code !== 'ENOENT') throw error;
+      });
+      await rm(runner.root, { recursive: true, force: true });
+    } catch (error) {
+      this.deps.logger.warn({ event: 'build.runner-root-cleanup-failed', buildId: this.state.identity.id, root: runner.root, error: describeError(error) }, 'could not remove the build runner root');
+    }
+  }
+
   /** FINALIZING and COMPLETED, whatever happened: nothing of the build's process group survives it. */
   private async finish(): Promise<void> {
     const abort = this.aborted;
@@ -308,6 +341,7 @@ class BuildRun {
       await Promise.race([session.exited, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
     }
     await rm(this.plan.sessionDir, { recursive: true, force: true }).catch(() => undefined);
+    await this.removeRunnerRoot();
     this.state.endPhase('SUCCEEDED', now());
     this.log.container('Phase complete: FINALIZING State: SUCCEEDED');
     this.state.startPhase('COMPLETED', now());

@@ -36,6 +36,13 @@ const ProjectSchema = z.strictObject({
   timeoutInMinutes: z.number().int().min(5).max(2160).default(60),
   queuedTimeoutInMinutes: z.number().int().min(5).max(480).default(480),
   serviceRole: z.string().regex(/^arn:aws[a-zA-Z-]*:iam::\d{12}:role\/.+$/, 'expected an IAM role ARN').optional(),
+  /**
+   * An actions/runner installation of the "image" (relative to the config file). Each build
+   * gets its own copy of it in CBACTIONS_RUNNER_ROOT — hard links under the build's
+   * directory, removed when the build ends — as each CodeBuild build starts from a fresh
+   * container: builds never share `.runner`, `.credentials`, `_diag` or `_work`.
+   */
+  runnerRoot: z.string().min(1).optional(),
 });
 export type ProjectConfig = z.infer<typeof ProjectSchema>;
 
@@ -162,7 +169,11 @@ export function resolveBuildServiceConfig(input: { file: unknown; configDir: str
   const config = result.data;
 
   const baseDir = input.configDir ?? cwd;
-  let projects = (config.projects ?? []).map((project) => ({ ...project, buildspec: resolve(baseDir, project.buildspec) }));
+  let projects = (config.projects ?? []).map((project) => ({
+    ...project,
+    buildspec: resolve(baseDir, project.buildspec),
+    ...(project.runnerRoot !== undefined ? { runnerRoot: resolve(baseDir, project.runnerRoot) } : {}),
+  }));
   const flagBuildspec = flags.buildspec === undefined ? undefined : resolve(cwd, flags.buildspec);
   if (projects.length === 0) {
     projects = [parseProject({ name: flags.project ?? DEFAULT_PROJECT, buildspec: flagBuildspec ?? resolve(cwd, 'buildspec.yml') }, source)];

@@ -275,6 +275,7 @@ export class LocalCodeBuild {
         AWS_DEFAULT_REGION: region,
       },
       sessionDir: join(buildDir, 'session'),
+      ...(project.runnerRoot !== undefined ? { runnerRoot: { installation: project.runnerRoot, root: join(buildDir, 'runner'), keptDiag: join(buildDir, 'runner-diag') } } : {}),
     };
     let markDone = () => {};
     const done = new Promise<void>((resolveDone) => (markDone = resolveDone));

@@ -36,8 +36,9 @@ export function localConfig(config: Config, stateDir: string, runnerRoot?: strin
 
 /**
  * The builds need the runner's own Runner.Worker, but the mux puts the cbactions shim at
- * `<runnerRoot>/bin/Runner.Worker` (keeping the original as `.orig`). So builds get their
- * own root of hard links to the same installation, with the original worker back in place.
+ * `<runnerRoot>/bin/Runner.Worker` (keeping the original as `.orig`). So builds get an
+ * installation of hard links to the same files, with the original worker back in place —
+ * the "image" the local build service copies into each build's own runner root.
  */
 export async function prepareBuildRunnerRoot(runnerRoot: string, buildRoot: string): Promise<void> {
   await buildHardLinkRoot({ sharedRoot: runnerRoot, slotRoot: buildRoot });
@@ -68,7 +69,9 @@ async function startLocalBuildService(config: Config, stateDir: string, buildRoo
   const resolved = resolveBuildServiceConfig({
     file: {
       region: config.codebuild.region ?? 'us-east-1',
-      projects: [{ name: config.codebuild.projectName, buildspec: join(PACKAGE_ROOT, 'buildspec.yml'), environmentVariables: { CBACTIONS_RUNNER_ROOT: buildRoot } }],
+      // Each build its own root: concurrent jobs must not share `.runner`, `_diag` or `_work`
+      // (the real worker empties `_work/_temp` at every job start).
+      projects: [{ name: config.codebuild.projectName, buildspec: join(PACKAGE_ROOT, 'buildspec.yml'), runnerRoot: buildRoot }],
     },
     configDir: stateDir,
     flags: { stateDir: join(stateDir, 'builds'), port: '0' },

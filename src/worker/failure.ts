@@ -25,6 +25,8 @@ export const FailureCode = {
   WorkerCrash: 'RUNNER_WORKER_CRASH',
   BuildVanished: 'BUILD_NOT_FOUND',
   PayloadUpload: 'PAYLOAD_UPLOAD_FAILED',
+  /** Not a failure: the job was cancelled before it reached a build (exit code 103). */
+  CancelledBeforeBuild: 'JOB_CANCELLED_BEFORE_BUILD',
   Internal: 'WORKER_INTERNAL',
 } as const;
 export type FailureCode = (typeof FailureCode)[keyof typeof FailureCode];

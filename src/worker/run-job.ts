@@ -1,10 +1,11 @@
 import type { BuildSettings } from '../config/schema.js';
 import { MessageType, messageTypeName, type Frame } from '../protocol/messages.js';
-import { ExitCode, isValidWorkerExitCode } from '../protocol/exit-codes.js';
+import { ExitCode, isValidWorkerExitCode, WorkerExitCode } from '../protocol/exit-codes.js';
 import { expectedUserId } from '../seal/identity.js';
 import { sealPayload } from '../seal/envelope.js';
 import type { KeyService, PayloadBinding, PayloadStore } from '../seal/types.js';
 import { awsErrorName, isRetryableAwsError } from '../util/aws-errors.js';
+import { sleep } from '../util/backoff.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { withRetries } from '../util/retry.js';
@@ -74,6 +75,34 @@ export interface JobOutcome {
 
 type FollowUp = 'cancel' | 'runner-shutdown' | 'os-shutdown' | 'listener-gone' | 'worker-shutdown';
 
+/** What the GitHub UI and the logs say about a job that ended before a build ran it. */
+const ENDED_BEFORE_BUILD: Record<FollowUp, string> = {
+  cancel: 'the job was cancelled',
+  'runner-shutdown': 'the runner was shut down',
+  'os-shutdown': 'the runner host was shut down',
+  'listener-gone': 'the runner listener went away',
+  'worker-shutdown': 'the worker was told to stop',
+};
+
+/**
+ * A follow-up before the job reached a build ends it Canceled (103), as the real
+ * Runner.Worker ends a job cancelled before its first step. Per sender:
+ * - CancelRequest, RunnerShutdown, OS shutdown: the listener sent them from its cancel
+ *   path, which completes the job Canceled whatever the code (JobDispatcher.cs); a crash
+ *   code would only add a misleading WORKER_CRASH annotation to a job someone stopped.
+ * - worker SIGTERM: the listener did not ask, so it reads the code; the real worker
+ *   treats SIGTERM as a user cancel and exits 103 too.
+ * - listener gone: nobody reads the code; 103 keeps the mux's record truthful.
+ * The reason still goes on stderr (kept by the listener, shown only for invalid codes).
+ */
+function canceledBeforeBuild(kind: FollowUp, jobId: string, build?: BuildSnapshot): JobOutcome {
+  const what = ENDED_BEFORE_BUILD[kind];
+  const failure: JobFailure = build
+    ? { code: FailureCode.CancelledBeforeBuild, message: `${what} while its build was being started; the build was stopped before the job was delivered to it`, buildId: build.id, ...(build.arn ? { buildArn: build.arn } : {}) }
+    : { code: FailureCode.CancelledBeforeBuild, message: `${what} before its build was started; no build was started` };
+  return { exitCode: WorkerExitCode.Canceled, failure, jobId, ...(build ? { buildId: build.id } : {}) };
+}
+
 function followUpOf(frame: Frame): FollowUp {
   switch (frame.type) {
     case MessageType.CancelRequest:
@@ -133,13 +162,19 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   const job: JobIds = readJobIds(frame.body);
   logger.info({ event: 'worker.job-received', jobId: job.jobId, requestId: job.requestId, bytes: frame.body.length }, 'job received');
 
+  // Ends with the job: every wait, retry and timer of this job takes it, so none outlives it.
+  const jobScope = new AbortController();
+
   // Listen for the one follow-up message while everything else happens.
   let followUp: FollowUp | undefined;
   let onFollowUp: ((kind: FollowUp) => void) | undefined;
-  let jobOver = false;
+  // Aborts StartBuild's retry loop: a job cancelled before its build exists gets none.
+  const followUpSeen = new AbortController();
   const deliver = (kind: FollowUp) => {
-    if (followUp !== undefined) return;
+    if (followUp !== undefined || jobScope.signal.aborted) return;
     followUp = kind;
+    logger.info({ event: 'worker.follow-up', jobId: job.jobId, kind }, 'follow-up from the listener');
+    followUpSeen.abort(new CbactionsError(FailureCode.CancelledBeforeBuild, ENDED_BEFORE_BUILD[kind]));
     onFollowUp?.(kind);
   };
   void (async () => {
@@ -148,12 +183,20 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       deliver(next.done ? 'listener-gone' : followUpOf(next.value));
     } catch (error) {
       // Closing the pipe ourselves at the end is not the listener going away.
-      if (jobOver) return;
+      if (jobScope.signal.aborted) return;
       logger.warn({ event: 'worker.pipe-error', error: describeError(error) }, 'reading the listener pipe failed');
       deliver('listener-gone');
     }
   })();
-  deps.shutdownSignal?.addEventListener('abort', () => deliver('worker-shutdown'), { once: true });
+  // A SIGTERM that came before this point (while config loaded) has fired its event already.
+  if (deps.shutdownSignal?.aborted) deliver('worker-shutdown');
+  else deps.shutdownSignal?.addEventListener('abort', () => deliver('worker-shutdown'), { once: true, signal: jobScope.signal });
+
+  // The job ends here when no build was started for it.
+  const endedWithoutBuild = (outcome: JobOutcome): JobOutcome => {
+    jobScope.abort();
+    return outcome;
+  };
 
   const files = await deps.runnerFiles();
   const roleId = settings.build.serviceRole?.roleId ?? settings.defaultRoleId;
@@ -176,11 +219,15 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
     ...buildOverrides(settings.build),
   };
 
+  // The last look before a build is billed.
+  if (followUp !== undefined) return endedWithoutBuild(canceledBeforeBuild(followUp, job.jobId));
   let started: BuildSnapshot;
   try {
-    started = await startBuildWithRetries(deps.builds, request, { logger });
+    started = await startBuildWithRetries(deps.builds, request, { logger, stopRetrying: followUpSeen.signal });
   } catch (error) {
-    jobOver = true;
+    // The retry loop was stopped, or the last attempt failed after the follow-up: no build.
+    if (followUp !== undefined) return endedWithoutBuild(canceledBeforeBuild(followUp, job.jobId));
+    jobScope.abort();
     if (error instanceof StartBuildError) return { exitCode: ExitCode.InfrastructureFailure, failure: error.failure, jobId: job.jobId };
     throw error;
   }
@@ -193,15 +240,14 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
 
   let latest = started;
   let stoppedByCbactions = false;
-  let graceTimer: NodeJS.Timeout | undefined;
 
   const stopBuild = async (why: string): Promise<void> => {
-    if (stoppedByCbactions) return;
+    // Never for a build whose end the waiter has already seen.
+    if (stoppedByCbactions || jobScope.signal.aborted) return;
     stoppedByCbactions = true;
-    clearTimeout(graceTimer);
     logger.info({ event: 'worker.stop-build', buildId, why }, 'stopping build');
     try {
-      await withRetries(() => deps.builds.stopBuild(buildId), { maxAttempts: 6, initialMs: 500, maxMs: 5000, isRetryable: isRetryableAwsError });
+      await withRetries(() => deps.builds.stopBuild(buildId, jobScope.signal), { maxAttempts: 6, initialMs: 500, maxMs: 5000, isRetryable: isRetryableAwsError, signal: jobScope.signal });
     } catch (error) {
       // A build that already ended cannot be stopped; the waiter sees its final state.
       logger.warn({ event: 'worker.stop-build.failed', buildId, error: awsErrorName(error) }, 'StopBuild failed');
@@ -209,58 +255,74 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
     deps.waiter.poke?.(buildId);
   };
 
-  const cancel = async (kind: FollowUp): Promise<void> => {
+  const relayCancel = async (kind: FollowUp): Promise<void> => {
     logger.info({ event: 'worker.cancel', buildId, kind, phase: latest.currentPhase }, 'cancel requested');
     try {
-      await withRetries(() => deps.store.requestCancel(binding), { maxAttempts: 4, initialMs: 250, maxMs: 2000, isRetryable: () => true });
+      await withRetries(() => deps.store.requestCancel(binding, jobScope.signal), { maxAttempts: 4, initialMs: 250, maxMs: 2000, isRetryable: () => true, signal: jobScope.signal });
     } catch (error) {
+      if (jobScope.signal.aborted) return;
       logger.warn({ event: 'worker.cancel-marker.failed', buildId, error: describeError(error) }, 'could not write the cancel marker');
       await stopBuild('cancel marker failed');
       return;
     }
     // The last poll may be seconds old: ask once more before stopping a build outright.
     try {
-      const fresh = (await deps.builds.getBuilds([buildId])).builds.find((build) => build.id === buildId);
+      const fresh = (await deps.builds.getBuilds([buildId], jobScope.signal)).builds.find((build) => build.id === buildId);
       if (fresh) latest = fresh;
     } catch (error) {
+      if (jobScope.signal.aborted) return;
       logger.warn({ event: 'worker.cancel-refresh-failed', buildId, error: awsErrorName(error) }, 'could not refresh the build before cancelling');
     }
+    if (jobScope.signal.aborted) return;
     if (beforeJobPhase(latest)) {
       // The job has not started in the build: nothing to cancel gracefully.
       await stopBuild(`cancelled while ${latest.currentPhase ?? 'starting'}`);
       return;
     }
-    graceTimer = setTimeout(() => void stopBuild('cancel grace period expired'), settings.cancelGraceMs);
-  };
-  onFollowUp = (kind) => void cancel(kind);
-
-  let failure: JobFailure | undefined;
-  try {
-    const sealed = await sealPayload(
-      deps.keys,
-      {
-        jobMessage: frame.body,
-        runnerFile: files.runnerFile,
-        ...(files.credentialsFile ? { credentialsFile: files.credentialsFile } : {}),
-        ...(settings.runnerVersion ? { runnerVersion: settings.runnerVersion } : {}),
-        ids: {
-          buildId,
-          jobId: job.jobId,
-          ...(job.requestId ? { requestId: job.requestId } : {}),
-          ...(files.runnerName ? { runnerName: files.runnerName } : {}),
-          pool: settings.poolName,
-        },
-      },
-      binding,
+    // The one grace timer of this job; it ends with the job.
+    void sleep(settings.cancelGraceMs, jobScope.signal).then(
+      () => stopBuild('cancel grace period expired'),
+      () => {},
     );
-    await withRetries(() => deps.store.put(binding, sealed), { maxAttempts: 5, initialMs: 300, maxMs: 5000, isRetryable: (error) => !isCbactionsError(error) || isRetryableAwsError(error) });
-    logger.info({ event: 'worker.payload-stored', buildId, bytes: sealed.length, location: deps.store.describe(binding) }, 'payload sealed and stored');
-  } catch (error) {
-    failure = { code: FailureCode.PayloadUpload, message: `could not deliver the sealed job to the build (${describeError(error)})`, buildId, ...(started.arn ? { buildArn: started.arn } : {}) };
-    logger.error({ event: 'worker.payload-failed', buildId, error: describeError(error) }, 'payload delivery failed');
-    await stopBuild('payload delivery failed');
+  };
+  // Once per job, whichever way the follow-up arrives.
+  let cancelling: Promise<void> | undefined;
+  const cancel = (kind: FollowUp): Promise<void> => (cancelling ??= relayCancel(kind));
+
+  // A follow-up while StartBuild was on its way: the build exists but has no job yet, so it
+  // gets none — it is stopped at once and the job ends Canceled.
+  const cancelledWhileStarting = followUp;
+  let failure: JobFailure | undefined;
+  if (cancelledWhileStarting !== undefined) {
+    await stopBuild(`${cancelledWhileStarting} before the job was delivered`);
+  } else {
+    onFollowUp = (kind) => void cancel(kind);
+    try {
+      const sealed = await sealPayload(
+        deps.keys,
+        {
+          jobMessage: frame.body,
+          runnerFile: files.runnerFile,
+          ...(files.credentialsFile ? { credentialsFile: files.credentialsFile } : {}),
+          ...(settings.runnerVersion ? { runnerVersion: settings.runnerVersion } : {}),
+          ids: {
+            buildId,
+            jobId: job.jobId,
+            ...(job.requestId ? { requestId: job.requestId } : {}),
+            ...(files.runnerName ? { runnerName: files.runnerName } : {}),
+            pool: settings.poolName,
+          },
+        },
+        binding,
+      );
+      await withRetries(() => deps.store.put(binding, sealed), { maxAttempts: 5, initialMs: 300, maxMs: 5000, isRetryable: (error) => !isCbactionsError(error) || isRetryableAwsError(error) });
+      logger.info({ event: 'worker.payload-stored', buildId, bytes: sealed.length, location: deps.store.describe(binding) }, 'payload sealed and stored');
+    } catch (error) {
+      failure = { code: FailureCode.PayloadUpload, message: `could not deliver the sealed job to the build (${describeError(error)})`, buildId, ...(started.arn ? { buildArn: started.arn } : {}) };
+      logger.error({ event: 'worker.payload-failed', buildId, error: describeError(error) }, 'payload delivery failed');
+      await stopBuild('payload delivery failed');
+    }
   }
-  if (followUp !== undefined && failure === undefined) void cancel(followUp);
 
   let final: BuildSnapshot;
   try {
@@ -271,13 +333,15 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       },
     });
   } finally {
-    jobOver = true;
-    clearTimeout(graceTimer);
     onFollowUp = undefined;
+    jobScope.abort();
+    // A cancel still on its way ends at its next step; its marker must not outlive the cleanup.
+    await cancelling?.catch(() => {});
     await Promise.allSettled([deps.store.delete(binding), deps.store.clearCancel(binding)]);
   }
   logger.info({ event: 'worker.build-finished', buildId, status: final.status }, 'build finished');
 
+  if (cancelledWhileStarting !== undefined) return canceledBeforeBuild(cancelledWhileStarting, job.jobId, started);
   const exitCode = parseExitCode(final.exported[BuildEnv.ExitCode]);
   if (failure === undefined && exitCode !== undefined && isValidWorkerExitCode(exitCode)) {
     return { exitCode, jobId: job.jobId, buildId };

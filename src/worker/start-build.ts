@@ -68,27 +68,37 @@ export interface StartBuildOptions {
   maxAttempts?: number;
   initialDelayMs?: number;
   maxDelayMs?: number;
-  signal?: AbortSignal;
+  /**
+   * Ends the retry loop: no further attempt starts once it aborts, and a pending backoff
+   * ends at once. An attempt already sent is never aborted: CodeBuild may have started the
+   * build, and only its answer tells which build to stop.
+   */
+  stopRetrying?: AbortSignal;
   logger: Logger;
 }
 
-/** StartBuild with jittered retries on throttling and transient errors; other errors fail at once. */
+/**
+ * StartBuild with jittered retries on throttling and transient errors; other errors fail at
+ * once. When `stopRetrying` aborts, throws its reason (not a StartBuildError).
+ */
 export async function startBuildWithRetries(builds: BuildService, request: StartBuildRequest, options: StartBuildOptions): Promise<BuildSnapshot> {
+  const stop = options.stopRetrying;
   try {
     return await withRetries((attempt) => {
+      stop?.throwIfAborted();
       if (attempt > 0) options.logger.info({ event: 'worker.start-build.retry', attempt }, 'retrying StartBuild');
-      return builds.startBuild(request, options.signal);
+      return builds.startBuild(request);
     }, {
       maxAttempts: options.maxAttempts ?? 10,
       initialMs: options.initialDelayMs ?? 500,
       maxMs: options.maxDelayMs ?? 20_000,
       isRetryable: isRetryableAwsError,
-      ...(options.signal ? { signal: options.signal } : {}),
+      ...(stop ? { signal: stop } : {}),
       onRetry: (error, attempt, delayMs) =>
         options.logger.warn({ event: 'worker.start-build.failed-attempt', attempt, delayMs, error: awsErrorName(error) }, 'StartBuild failed; will retry'),
     });
   } catch (error) {
-    if (options.signal?.aborted) throw error;
+    if (stop?.aborted) throw stop.reason;
     throw new StartBuildError(startFailure(error, request.projectName), error);
   }
 }

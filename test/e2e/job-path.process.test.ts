@@ -129,4 +129,21 @@ describe('core job path, end to end on one machine', () => {
     expect(line).toMatch(/\[build cbactions:[0-9a-f-]+ https:\/\/us-east-1\.console\.aws\.amazon\.com\/codesuite\/codebuild\/000000000000\/projects\/cbactions\/build\/cbactions%3A/);
     expect(readdirSync(rig.payloadDir).filter((name) => name.endsWith('.sealed'))).toEqual([]);
   });
+
+  it('a cancel right after the job, while CodeBuild throttles StartBuild, starts no build: the worker stops retrying and exits 103', { timeout: 120_000 }, async () => {
+    await rig.service.resetCalls();
+    // Every StartBuild the worker may make is throttled: no build can start whenever the cancel
+    // is seen, and only the cancel can end the job before the worker's retries run out.
+    await rig.service.setFaults({ throttle: { count: 10, operations: ['StartBuild'] } });
+    try {
+      const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-cancel-early' }), followUp: { type: 2, afterMs: 0 } });
+      expect(result).toMatchObject({ exitCode: 103, followUpSent: true, killedByListener: null });
+      expect(result.keptOutput).toEqual([expect.stringMatching(/^cbactions: the job was cancelled before its build was started; no build was started \(JOB_CANCELLED_BEFORE_BUILD\)$/)]);
+      const startBuilds = (await rig.service.calls()).operations.StartBuild?.calls ?? 0;
+      expect(startBuilds).toBeLessThan(10);
+      expect((await rig.service.builds()).filter((build) => JSON.stringify(build.request).includes('"value":"job-cancel-early"'))).toEqual([]);
+    } finally {
+      await rig.service.clearFaults();
+    }
+  });
 });

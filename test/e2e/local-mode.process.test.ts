@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,7 +13,7 @@ import { makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, waitFor, writeConfi
  * with (fake) GitHub; a (fake) Runner.Listener gets a job and starts the installed
  * Runner.Worker shim → `cbactions worker` → the in-process local build service (the real
  * SDK's CodeBuild path) → buildspec.yml → `cbactions entrypoint` → the runner's own
- * (fake) Runner.Worker in a separate build root → the result back to GitHub.
+ * (fake) Runner.Worker in a runner root of the build's own → the result back to GitHub.
  */
 describe('cbactions local: every part together', () => {
   let fake: FakeGitHub | undefined;
@@ -51,8 +51,15 @@ describe('cbactions local: every part together', () => {
     await waitFor('two runners polling', () => [...(fake?.runners.values() ?? [])].filter((runner) => runner.lastPollDisableUpdate === true).length === 2, 30_000).catch((error: Error) => {
       throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
     });
-    const ok = fake.queueJob(['local'], namedJob('local ok', { action: 'succeed' }));
-    const failing = fake.queueJob(['local'], namedJob('local fails', { action: 'fail' }));
+    // The two jobs run at once: each fake worker holds its file in _work/_temp until both run.
+    const rendezvousDir = join(dir, 'rendezvous');
+    mkdirSync(rendezvousDir);
+    const ok = fake.queueJob(['local'], namedJob('local ok', { action: 'rendezvous', rendezvousDir, exitCode: 100 }));
+    const failing = fake.queueJob(['local'], namedJob('local fails', { action: 'rendezvous', rendezvousDir, exitCode: 102 }));
+    await waitFor('both jobs running in their builds', () => ['local_ok', 'local_fails'].every((jobId) => readdirSync(rendezvousDir).includes(`${jobId}.ready`)), 60_000).catch((error: Error) => {
+      throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
+    });
+    writeFileSync(join(rendezvousDir, 'go'), '');
     await waitFor('both jobs completed', () => ok.status === 'completed' && failing.status === 'completed', 60_000).catch((error: Error) => {
       throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
     });
@@ -62,8 +69,15 @@ describe('cbactions local: every part together', () => {
     // The jobs ran in builds of the local build service, each with the runner's own worker.
     const records = readdirSync(join(stateDir, 'builds', 'builds')).map((uuid) => JSON.parse(readFileSync(join(stateDir, 'builds', 'builds', uuid, 'record.json'), 'utf8')) as { buildStatus: string; exportedEnvironmentVariables: { name: string; value: string }[] });
     expect(records.map((record) => record.exportedEnvironmentVariables.find((variable) => variable.name === 'CBACTIONS_EXIT_CODE')?.value).sort()).toEqual(['100', '102']);
-    expect(existsSync(join(stateDir, 'build-runner', '_diag'))).toBe(true);
-    expect(readdirSync(join(stateDir, 'build-runner', '_diag')).filter((name) => name.startsWith('fake-worker-'))).toHaveLength(2);
+    // Each build had a runner root of its own: neither job saw the other's _work/_temp file.
+    const evidence = ['local_ok', 'local_fails'].map((jobId) => JSON.parse(readFileSync(findFile(stateDir, `fake-worker-${jobId}.json`), 'utf8')) as { root: string; tempFiles: string[] });
+    expect(evidence[0]?.root).not.toBe(evidence[1]?.root);
+    expect(evidence.map((seen) => seen.tempFiles)).toEqual([['local_ok'], ['local_fails']]);
+    // The roots went with their builds; the runner's _diag stayed beside each build's log.
+    for (const uuid of readdirSync(join(stateDir, 'builds', 'builds'))) {
+      expect(readdirSync(join(stateDir, 'builds', 'builds', uuid))).not.toContain('runner');
+      expect(readdirSync(join(stateDir, 'builds', 'builds', uuid, 'runner-diag')).filter((name) => name.startsWith('fake-worker-'))).toHaveLength(1);
+    }
     // The watcher saw both builds and told the mux which slot ran which.
     // The watcher logs from another process than the one that told GitHub the job ended: wait for it.
     await waitFor('the watcher to log both builds finished', () => logs.filter((record) => record.event === 'worker.finished').length >= 2);
@@ -76,3 +90,10 @@ describe('cbactions local: every part together', () => {
     expect(fake.runners.size).toBe(0);
   });
 });
+
+/** The one file called `name` under `dir` (wherever the build kept it). */
+function findFile(dir: string, name: string): string {
+  const found = (readdirSync(dir, { recursive: true, encoding: 'utf8' }) as string[]).filter((path) => path.split('/').at(-1) === name);
+  if (found.length !== 1) throw new Error(`expected one ${name} under ${dir}, found ${found.length}: ${found.join(', ')}`);
+  return join(dir, found[0] as string);
+}

@@ -56,13 +56,17 @@ export function makeListenerRoot(parent = mkdtempSync(join(tmpdir(), 'listener-r
 }
 
 /** A job message shaped like a RunnerJobRequest, with the fake worker's instructions. */
-export function jobMessage(options: { jobId?: string; action?: string; seconds?: number; secret?: string; padding?: string; crashCode?: number } = {}): string {
+export function jobMessage(
+  options: { jobId?: string; action?: string; seconds?: number; secret?: string; padding?: string; crashCode?: number; exitCode?: number; rendezvousDir?: string } = {},
+): string {
   const variables: Record<string, { value: string; isSecret?: boolean }> = {
     'fake.action': { value: options.action ?? 'succeed' },
     'fake.seconds': { value: String(options.seconds ?? 1) },
     'system.github.token': { value: options.secret ?? 'ghs_not-a-real-token', isSecret: true },
   };
   if (options.crashCode !== undefined) variables['fake.crashCode'] = { value: String(options.crashCode) };
+  if (options.exitCode !== undefined) variables['fake.exitCode'] = { value: String(options.exitCode) };
+  if (options.rendezvousDir !== undefined) variables['fake.rendezvousDir'] = { value: options.rendezvousDir };
   return JSON.stringify({
     messageType: 'RunnerJobRequest',
     plan: { planId: 'p1', planType: 'actions', version: 8, scopeIdentifier: 's1' },

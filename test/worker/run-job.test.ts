@@ -1,15 +1,17 @@
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BuildSettingsSchema } from '../../src/config/schema.js';
 import { MessageType, type Frame } from '../../src/protocol/messages.js';
 import { openPayload } from '../../src/seal/envelope.js';
 import { LocalKeyService } from '../../src/seal/local-key-service.js';
 import { LocalPayloadStore } from '../../src/seal/local-payload-store.js';
-import { PollingBuildWaiter } from '../../src/worker/build-waiter.js';
+import type { PayloadBinding, PayloadStore, TakeOptions } from '../../src/seal/types.js';
+import type { BuildService, BuildSnapshot, StartBuildRequest } from '../../src/worker/build-service.js';
+import { PollingBuildWaiter, type BuildWaiter } from '../../src/worker/build-waiter.js';
 import { runJob, type JobDependencies } from '../../src/worker/run-job.js';
 import { awsError, InMemoryBuilds } from '../support/in-memory-builds.js';
 import { jobMessage, runnerFileJson } from '../support/runner-root.js';
@@ -38,6 +40,118 @@ function listenerPipe(job: string) {
 
 const silent = pino({ level: 'silent' });
 
+/** A call the test holds: `entered` settles when the call arrives, its answer waits for `release()`. */
+class Hold {
+  private arrive!: () => void;
+  private open!: () => void;
+  readonly entered = new Promise<void>((resolve) => (this.arrive = resolve));
+  private readonly released = new Promise<void>((resolve) => (this.open = resolve));
+
+  /** Called by the fake: waits for the release, or rejects like the SDK when `signal` aborts. */
+  async pass(signal?: AbortSignal): Promise<void> {
+    this.arrive();
+    if (!signal) return this.released;
+    signal.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      void this.released.then(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  release(): void {
+    this.open();
+  }
+}
+
+/** CodeBuild whose StartBuild answers are held: the call reaches CodeBuild, the answer waits. */
+class HeldStartBuilds implements BuildService {
+  readonly holds: Hold[] = [];
+  constructor(private readonly inner: InMemoryBuilds) {}
+  hold(): Hold {
+    const hold = new Hold();
+    this.holds.push(hold);
+    return hold;
+  }
+  async startBuild(request: StartBuildRequest): Promise<BuildSnapshot> {
+    const hold = this.holds.shift();
+    const settled = await this.inner.startBuild(request).then((build) => ({ build }), (error: unknown) => ({ error }));
+    await hold?.pass();
+    if ('error' in settled) throw settled.error;
+    return settled.build;
+  }
+  getBuilds(ids: string[]) {
+    return this.inner.getBuilds(ids);
+  }
+  stopBuild(id: string) {
+    return this.inner.stopBuild(id);
+  }
+}
+
+/** The payload store, counting cancel markers; `put` and the marker's answer can be held. */
+class WatchedStore implements PayloadStore {
+  cancelMarkers = 0;
+  putHold: Hold | undefined;
+  /** Held after the marker is written: only the answer is late. */
+  cancelHold: Hold | undefined;
+  private answered!: () => void;
+  /** Settles when the first marker's answer has been handed back. */
+  readonly markerAnswered = new Promise<void>((resolve) => (this.answered = resolve));
+  constructor(private readonly inner: LocalPayloadStore) {}
+  describe(binding: PayloadBinding) {
+    return this.inner.describe(binding);
+  }
+  async put(binding: PayloadBinding, sealed: Buffer, signal?: AbortSignal) {
+    await this.putHold?.pass();
+    return this.inner.put(binding, sealed, signal);
+  }
+  take(binding: PayloadBinding, options?: TakeOptions) {
+    return this.inner.take(binding, options);
+  }
+  delete(binding: PayloadBinding) {
+    return this.inner.delete(binding);
+  }
+  async requestCancel(binding: PayloadBinding, signal?: AbortSignal) {
+    this.cancelMarkers += 1;
+    await this.inner.requestCancel(binding);
+    await this.cancelHold?.pass(signal);
+    this.answered();
+  }
+  isCancelRequested(binding: PayloadBinding) {
+    return this.inner.isCancelRequested(binding);
+  }
+  clearCancel(binding: PayloadBinding) {
+    return this.inner.clearCancel(binding);
+  }
+}
+
+/** A waiter that returns when the test ends the build (or after a StopBuild ended it). */
+class HeldWaiter implements BuildWaiter {
+  private end: ((snapshot: BuildSnapshot) => void) | undefined;
+  private waitingFor!: (buildId: string) => void;
+  readonly waiting = new Promise<string>((resolve) => (this.waitingFor = resolve));
+  constructor(private readonly builds: InMemoryBuilds) {}
+  waitForCompletion(buildId: string): Promise<BuildSnapshot> {
+    const done = new Promise<BuildSnapshot>((resolve) => (this.end = resolve));
+    this.waitingFor(buildId);
+    return done;
+  }
+  poke(buildId: string): void {
+    const build = this.builds.builds.get(buildId);
+    if (build?.complete) this.end?.({ ...build });
+  }
+  finish(buildId: string, exitCode: string): void {
+    this.builds.finish(buildId, { exported: { CBACTIONS_EXIT_CODE: exitCode } });
+    this.poke(buildId);
+  }
+}
+
+/** Lets every promise callback that is already due run (I/O excluded): setImmediate runs after them. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 describe('runJob (worker orchestration against in-memory CodeBuild)', () => {
   let dir: string;
   let builds: InMemoryBuilds;
@@ -52,6 +166,7 @@ describe('runJob (worker orchestration against in-memory CodeBuild)', () => {
   });
   afterEach(() => {
     builds.onStart = undefined;
+    vi.useRealTimers();
   });
 
   function deps(pipe: ReturnType<typeof listenerPipe>, overrides: Partial<JobDependencies['settings']> = {}): JobDependencies {
@@ -191,5 +306,132 @@ describe('runJob (worker orchestration against in-memory CodeBuild)', () => {
     pipe.send(MessageType.CancelRequest);
     await expect(runJob(deps(pipe))).rejects.toMatchObject({ code: 'PIPE_UNEXPECTED_MESSAGE' });
     expect(builds.count('start')).toBe(0);
+  });
+
+  describe('a follow-up before the build exists', () => {
+    const followUps: [string, (pipe: ReturnType<typeof listenerPipe>, shutdown: AbortController) => void][] = [
+      ['CancelRequest', (pipe) => pipe.send(MessageType.CancelRequest)],
+      ['RunnerShutdown', (pipe) => pipe.send(MessageType.RunnerShutdown)],
+      ['OperatingSystemShutdown', (pipe) => pipe.send(MessageType.OperatingSystemShutdown)],
+      ['the listener closing the pipe', (pipe) => pipe.close()],
+      ['SIGTERM to the worker', (_pipe, shutdown) => shutdown.abort()],
+    ];
+    it.each(followUps)('%s before StartBuild: no build is started and the job ends Canceled (103)', async (_name, send) => {
+      const pipe = listenerPipe(jobMessage());
+      const shutdown = new AbortController();
+      const filesHold = new Hold();
+      const running = runJob({
+        ...deps(pipe),
+        shutdownSignal: shutdown.signal,
+        runnerFiles: async () => {
+          await filesHold.pass();
+          return { runnerFile: Buffer.from(runnerFileJson('runner-a')), runnerName: 'runner-a' };
+        },
+      });
+      await filesHold.entered;
+      send(pipe, shutdown);
+      await settle();
+      filesHold.release();
+      const outcome = await running;
+      expect(builds.count('start')).toBe(0);
+      expect(outcome).toMatchObject({ exitCode: 103, failure: { code: 'JOB_CANCELLED_BEFORE_BUILD' } });
+      expect(outcome.buildId).toBeUndefined();
+    });
+
+    it('a SIGTERM that came before the job was read still keeps the build from starting', async () => {
+      const shutdown = new AbortController();
+      shutdown.abort();
+      entrypointFinishesWith('100');
+      const outcome = await runJob({ ...deps(listenerPipe(jobMessage())), shutdownSignal: shutdown.signal });
+      expect(builds.count('start')).toBe(0);
+      expect(outcome.exitCode).toBe(103);
+    });
+
+    it('a cancel while StartBuild is in flight: the build that comes back is stopped at once and gets no job', async () => {
+      const pipe = listenerPipe(jobMessage());
+      const held = new HeldStartBuilds(builds);
+      const answer = held.hold();
+      const running = runJob({ ...deps(pipe), builds: held, waiter: new PollingBuildWaiter(held, silent, { initialIntervalMs: 5, maxIntervalMs: 20 }) });
+      await answer.entered;
+      pipe.send(MessageType.CancelRequest);
+      await settle();
+      answer.release();
+      const outcome = await running;
+      const [build] = [...builds.builds.values()];
+      expect(builds.count('start')).toBe(1);
+      expect(builds.count('stop')).toBe(1);
+      expect(build?.status).toBe('STOPPED');
+      expect(outcome).toMatchObject({ exitCode: 103, buildId: build?.id, failure: { code: 'JOB_CANCELLED_BEFORE_BUILD' } });
+      // No job went to the stopped build.
+      expect(existsSync(join(dir, 'payloads')) ? readdirSync(join(dir, 'payloads')) : []).toEqual([]);
+      expect(await store.isCancelRequested({ buildId: String(build?.id) })).toBe(false);
+    });
+
+    it('a cancel while a throttled StartBuild waits to retry: no further attempt, no build', async () => {
+      const pipe = listenerPipe(jobMessage());
+      builds.failures.push({ op: 'start', error: awsError('ThrottlingException', 'Rate exceeded') });
+      const held = new HeldStartBuilds(builds);
+      const answer = held.hold();
+      const running = runJob({ ...deps(pipe), builds: held });
+      await answer.entered;
+      pipe.send(MessageType.CancelRequest);
+      await settle();
+      answer.release();
+      const outcome = await running;
+      expect(builds.count('start')).toBe(1);
+      expect(builds.builds.size).toBe(0);
+      expect(outcome).toMatchObject({ exitCode: 103, failure: { code: 'JOB_CANCELLED_BEFORE_BUILD' } });
+    });
+  });
+
+  describe('a cancel is handled once, and no timer outlives the job', () => {
+    it('a cancel during sealing writes one marker, arms one grace timer, and nothing is left when the job ends', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      const pipe = listenerPipe(jobMessage());
+      const watched = new WatchedStore(store);
+      watched.putHold = new Hold();
+      const waiter = new HeldWaiter(builds);
+      builds.onStart = (build) => builds.update(build.id, { currentPhase: 'BUILD' });
+      const running = runJob({ ...deps(pipe, { cancelGraceMs: 30_000 }), store: watched, waiter });
+      await watched.putHold.entered;
+      pipe.send(MessageType.CancelRequest);
+      // The marker is written; the build's refresh and the grace timer take only promise callbacks.
+      await watched.markerAnswered;
+      await settle();
+      expect(vi.getTimerCount()).toBe(1);
+      watched.putHold.release();
+      const buildId = await waiter.waiting;
+      // The build reports the job Canceled before the grace period ends.
+      waiter.finish(buildId, '103');
+      const outcome = await running;
+      expect(outcome.exitCode).toBe(103);
+      expect(watched.cancelMarkers).toBe(1);
+      expect(vi.getTimerCount()).toBe(0);
+      await vi.runAllTimersAsync();
+      expect(builds.count('stop')).toBe(0);
+    });
+
+    it('a cancel still on its way when the build ends arms no timer and sends no StopBuild afterwards', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      const pipe = listenerPipe(jobMessage());
+      const watched = new WatchedStore(store);
+      watched.cancelHold = new Hold();
+      const waiter = new HeldWaiter(builds);
+      builds.onStart = (build) => builds.update(build.id, { currentPhase: 'BUILD' });
+      const running = runJob({ ...deps(pipe, { cancelGraceMs: 30_000 }), store: watched, waiter });
+      const buildId = await waiter.waiting;
+      pipe.send(MessageType.CancelRequest);
+      await watched.cancelHold.entered;
+      // The job ends in the build while the marker's answer is still on its way.
+      waiter.finish(buildId, '100');
+      const outcome = await running;
+      expect(outcome.exitCode).toBe(100);
+      watched.cancelHold.release();
+      await settle();
+      expect(vi.getTimerCount()).toBe(0);
+      await vi.runAllTimersAsync();
+      expect(builds.count('stop')).toBe(0);
+      expect(await store.isCancelRequested({ buildId })).toBe(false);
+    });
   });
 });
