@@ -151,10 +151,15 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
   async function handleControl(request: IncomingMessage, response: ServerResponse, path: string, rawQuery: string): Promise<void> {
     const method = request.method ?? 'GET';
     let body: Buffer = Buffer.alloc(0);
-    const bearer = deps.authenticator.bearerMatches(request.headers);
+    const bearer = deps.authenticator.controlBearer(request.headers);
+    if (bearer === 'invalid') {
+      const message = `The bearer token is not this build service's control token (${CONTROL_TOKEN_KEY} in its credentials file)`;
+      refuse(request, true, response, new AwsServiceError(AwsErrorCode.UnrecognizedClient, message, 401), 'bad-token');
+      return;
+    }
     let claim: SignatureClaim | undefined;
-    if (!bearer) {
-      // Not the control token: then it must be signed like an API call.
+    if (bearer === 'none') {
+      // No control token: then it must be signed like an API call.
       try {
         claim = deps.authenticator.claim(request.headers);
       } catch (error) {

@@ -146,11 +146,13 @@ export class RequestAuthenticator {
     await this.verify(this.claim(request.headers), request);
   }
 
-  /** Whether `Authorization: Bearer <token>` carries the control token; compared in constant time. */
-  bearerMatches(headers: IncomingHttpHeaders): boolean {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(singleHeader(headers, 'authorization') ?? '');
-    if (!match?.[1]) return false;
-    return timingSafeEqual(sha256(Buffer.from(match[1])), this.controlTokenDigest);
+  /** Whether the request carries `Authorization: Bearer <token>` and whether that is the control token (compared in constant time). */
+  controlBearer(headers: IncomingHttpHeaders): 'none' | 'valid' | 'invalid' {
+    const authorization = singleHeader(headers, 'authorization') ?? '';
+    if (!/^Bearer(\s|$)/i.test(authorization)) return 'none';
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
+    if (token === undefined) return 'invalid';
+    return timingSafeEqual(sha256(Buffer.from(token)), this.controlTokenDigest) ? 'valid' : 'invalid';
   }
 }
 

@@ -22,6 +22,8 @@ export interface InProcessOptions {
   /** Project name → buildspec YAML. Default project: `cbactions`. */
   buildspecs: Record<string, string>;
   config?: Omit<BuildServiceConfigInput, 'projects'>;
+  /** The service's key pair (default: generated). */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Extra per-project settings (environmentVariables, timeoutInMinutes, ...). */
   projects?: Record<string, Omit<NonNullable<BuildServiceConfigInput['projects']>[number], 'name' | 'buildspec'>>;
   baseEnv?: Record<string, string>;
@@ -38,6 +40,8 @@ export interface RawRequest {
   headers?: Record<string, string>;
   body?: string;
   sign?: boolean | { accessKeyId?: string; secretAccessKey?: string; region?: string; service?: string; signingDate?: Date };
+  /** Tampering after signing: headers replaced or added, and another body sent. */
+  afterSigning?: { headers?: Record<string, string>; body?: string };
 }
 
 export interface InProcess {
@@ -71,7 +75,7 @@ export async function startInProcess(options: InProcessOptions): Promise<InProce
   const logger = createLogger({ name: 'build-service-test', level: 'debug', destination: { write: (line: string) => void logs.push(line) } });
   const running = await startBuildService(
     { ...config, stateDir },
-    { logger, baseEnv: options.baseEnv ?? { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, roleAssumer: options.roleAssumer, ...(options.now ? { now: options.now } : {}) },
+    { logger, baseEnv: options.baseEnv ?? { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, roleAssumer: options.roleAssumer, credentials: options.credentials, ...(options.now ? { now: options.now } : {}) },
   );
   const clients: CodeBuildClient[] = [];
   const client: InProcess['client'] = (clientOptions = {}) => {
@@ -144,6 +148,8 @@ async function rawRequest(running: RunningBuildService, region: string, request:
     const signed = await signer.sign({ method, protocol: 'http:', hostname: '127.0.0.1', port: running.port, path, query, headers, ...(request.body !== undefined ? { body: request.body } : {}) }, options.signingDate ? { signingDate: options.signingDate } : {});
     Object.assign(headers, signed.headers);
   }
+  Object.assign(headers, request.afterSigning?.headers ?? {});
+  const body = request.afterSigning?.body ?? request.body;
   return new Promise((resolve, reject) => {
     const sent = httpRequest({ host: '127.0.0.1', port: running.port, method, path: target, headers, setHost: false }, (response) => {
       let text = '';
@@ -153,7 +159,7 @@ async function rawRequest(running: RunningBuildService, region: string, request:
       response.on('error', reject);
     });
     sent.on('error', reject);
-    sent.end(request.body);
+    sent.end(body);
   });
 }
 
