@@ -101,6 +101,10 @@ describe('build service authentication (SigV4 with its own key)', () => {
     expect(garbled.status).toBe(400);
     expect(garbled.headers['x-amzn-errortype']).toBe('IncompleteSignatureException');
     expect(garbled.text).toContain('lacks SignedHeaders');
+    const badEscape = await service.raw({ headers: JSON_11, body: LIST_BODY, afterSigning: { path: '/?page=%zz' } });
+    expect(badEscape.status).toBe(400);
+    expect(badEscape.headers['x-amzn-errortype']).toBe('InvalidInputException');
+    expect(badEscape.text).toContain('query parameter page \\"%zz\\" has a malformed % escape');
     const basic = await service.raw({ headers: JSON_11, body: LIST_BODY, sign: false, afterSigning: { headers: { authorization: 'Basic dXNlcjpwYXNz' } } });
     expect(basic.headers['x-amzn-errortype']).toBe('IncompleteSignatureException');
   });

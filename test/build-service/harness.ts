@@ -41,7 +41,7 @@ export interface RawRequest {
   body?: string;
   sign?: boolean | { accessKeyId?: string; secretAccessKey?: string; region?: string; service?: string; signingDate?: Date };
   /** Tampering after signing: headers replaced or added, and another body sent. */
-  afterSigning?: { headers?: Record<string, string>; body?: string };
+  afterSigning?: { headers?: Record<string, string>; body?: string; path?: string };
 }
 
 export interface InProcess {
@@ -151,7 +151,7 @@ async function rawRequest(running: RunningBuildService, region: string, request:
   Object.assign(headers, request.afterSigning?.headers ?? {});
   const body = request.afterSigning?.body ?? request.body;
   return new Promise((resolve, reject) => {
-    const sent = httpRequest({ host: '127.0.0.1', port: running.port, method, path: target, headers, setHost: false }, (response) => {
+    const sent = httpRequest({ host: '127.0.0.1', port: running.port, method, path: request.afterSigning?.path ?? target, headers, setHost: false }, (response) => {
       let text = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => (text += chunk));
