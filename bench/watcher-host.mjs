@@ -14,7 +14,8 @@ const { createLogger } = await import(join(ROOT, 'dist', 'src', 'util', 'logger.
 
 const [endpoint, socketPath] = process.argv.slice(2);
 const logger = createLogger({ name: 'bench-watcher', level: 'warn' });
-const client = new CodeBuildClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench' }, maxAttempts: 1 });
+// Region and the build service's key from the environment bench/watcher.mjs gives (its credentials file and profile).
+const client = new CodeBuildClient({ endpoint, maxAttempts: 1 });
 const builds = new CodeBuildBuildService(client);
 // The mux's defaults: at least 1 s between sweeps, at most one BatchGetBuilds call per second.
 const watcher = new BuildWatcher(builds, logger);

@@ -32,7 +32,6 @@ const { values: args } = parseArgs({
 });
 const JOBS = Number(args.jobs);
 const ARRIVAL_MS = Number(args['arrival-seconds']) * 1000;
-const CREDENTIALS = { AWS_ACCESS_KEY_ID: 'AKIDBENCH', AWS_SECRET_ACCESS_KEY: 'bench', AWS_REGION: 'us-east-1' };
 
 function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
@@ -58,20 +57,24 @@ async function startBuildService(base) {
   const child = spawn(process.execPath, [join(ROOT, 'bin', 'cbactions'), 'build-service', '--port', '0', '--state-dir', stateDir, '--config', configPath], {
     stdio: ['ignore', 'pipe', 'ignore'],
   });
-  const endpoint = await new Promise((resolveEndpoint, reject) => {
+  const listening = await new Promise((resolveListening, reject) => {
     let out = '';
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      const match = /"endpoint":"([^"]+)"/.exec(out);
-      if (match) resolveEndpoint(match[1]);
+      const line = out.split('\n').find((candidate) => candidate.includes('"build-service.listening"'));
+      if (line) resolveListening(JSON.parse(line));
     });
     child.once('exit', (code) => reject(new Error(`build-service exited ${code}`)));
   });
+  const { endpoint, credentialsFile, profile, region } = listening;
+  // Callers sign with the service's key (its credentials file); the control API takes the token beside it.
+  const credentials = { AWS_SHARED_CREDENTIALS_FILE: credentialsFile, AWS_PROFILE: profile, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_SESSION_TOKEN: '', AWS_REGION: region };
+  const controlToken = /^cbactions_control_token\s*=\s*(\S+)/m.exec(readFileSync(credentialsFile, 'utf8'))?.[1];
   const control = async (method, path) => {
-    const response = await fetch(`${endpoint}${path}`, { method });
+    const response = await fetch(`${endpoint}${path}`, { method, headers: { authorization: `Bearer ${controlToken}` } });
     return method === 'GET' ? response.json() : undefined;
   };
-  return { endpoint, child, control };
+  return { endpoint, child, control, credentials };
 }
 
 function listenerRoot(base, name, workerCommand) {
@@ -130,7 +133,7 @@ async function runScenario(name, base, setup) {
     jobs.push(
       new Promise((r) => setTimeout(r, delay)).then(async () => {
         const launched = Date.now();
-        const result = await runFakeJob({ binDir: join(scenario.root, 'bin'), jobBody: body, env: { ...process.env, ...CREDENTIALS, AWS_ENDPOINT_URL_CODEBUILD: service.endpoint, BENCH_MARKER: marker, ...scenario.env } });
+        const result = await runFakeJob({ binDir: join(scenario.root, 'bin'), jobBody: body, env: { ...process.env, ...service.credentials, AWS_ENDPOINT_URL_CODEBUILD: service.endpoint, BENCH_MARKER: marker, ...scenario.env } });
         return { jobId, exitedAt: launched + result.durationMs, exitCode: result.exitCode };
       }),
     );
@@ -202,7 +205,7 @@ async function sharedWatcher() {
     execFileSync(join(ROOT, 'bin', 'cbactions'), ['install-worker', root]);
     // The host's watcher in its own process, with the mux's defaults.
     const socketPath = join(dir, 'watcher.sock');
-    const host = spawn(process.execPath, ['--no-warnings', join(ROOT, 'bench', 'watcher-host.mjs'), service.endpoint, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const host = spawn(process.execPath, ['--no-warnings', join(ROOT, 'bench', 'watcher-host.mjs'), service.endpoint, socketPath], { env: { ...process.env, ...service.credentials }, stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise((resolveReady, reject) => {
       host.stdout.once('data', resolveReady);
       host.once('exit', (code) => reject(new Error(`the watcher host exited (${code})`)));

@@ -71,16 +71,20 @@ const service = spawn(process.execPath, [CLI, 'build-service', '--config', servi
   env: { ...process.env, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` },
   stdio: ['ignore', 'pipe', 'ignore'],
 });
-const endpoint = await new Promise((resolveEndpoint, reject) => {
+// Its one stdout line says where it listens and where it wrote the key pair callers sign with.
+const listening = await new Promise((resolveListening, reject) => {
   let out = '';
   service.stdout.on('data', (chunk) => {
     out += chunk;
-    const match = /"endpoint":"([^"]+)"/.exec(out);
-    if (match) resolveEndpoint(match[1]);
+    const line = out.split('\n').find((candidate) => candidate.includes('"build-service.listening"'));
+    if (line) resolveListening(JSON.parse(line));
   });
   service.once('exit', (code) => reject(new Error(`the build service exited (${code})`)));
 });
-say(`local build service (CodeBuild API) at ${endpoint}`);
+const { endpoint, credentialsFile, profile } = listening;
+// The control API (/_local/...) takes the bearer token written beside the key.
+const controlToken = /^cbactions_control_token\s*=\s*(\S+)/m.exec(readFileSync(credentialsFile, 'utf8'))?.[1];
+say(`local build service (CodeBuild API) at ${endpoint}; its key is in ${credentialsFile} (profile ${profile})`);
 
 const job = JSON.stringify({
   messageType: 'RunnerJobRequest',
@@ -97,15 +101,19 @@ const result = await runFakeJob({
   env: {
     ...process.env,
     AWS_ENDPOINT_URL_CODEBUILD: endpoint,
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'AKIDLOCAL',
-    AWS_SECRET_ACCESS_KEY: 'local',
+    AWS_REGION: listening.region,
+    // The SDK's standard way to a key: the shared-credentials file and a profile in it.
+    AWS_SHARED_CREDENTIALS_FILE: credentialsFile,
+    AWS_PROFILE: profile,
+    AWS_ACCESS_KEY_ID: '',
+    AWS_SECRET_ACCESS_KEY: '',
+    AWS_SESSION_TOKEN: '',
     CBACTIONS_CONFIG: configPath,
     CBACTIONS_WORKER_LOG: join(base, 'worker.log'),
   },
 });
 
-const builds = await (await fetch(`${endpoint}/_local/builds`)).json();
+const builds = await (await fetch(`${endpoint}/_local/builds`, { headers: { authorization: `Bearer ${controlToken}` } })).json();
 const build = builds.builds.at(-1);
 if (build) {
   say(`CodeBuild build ${build.id}: ${build.buildStatus}`);

@@ -29,6 +29,19 @@ export const AwsErrorCode = {
    */
   IdempotentParameterMismatch: 'IdempotentParameterMismatchException',
   InternalFailure: 'InternalFailure',
+  /** No Authorization header (AWS: "Missing Authentication Token"). */
+  MissingAuthenticationToken: 'MissingAuthenticationTokenException',
+  /** A malformed SigV4 Authorization header or X-Amz-Date. */
+  IncompleteSignature: 'IncompleteSignatureException',
+  /** Signed with an access key id the service does not know. */
+  UnrecognizedClient: 'UnrecognizedClientException',
+  /**
+   * Wrong signature, scope or clock. The SDK treats this name as a possible clock skew and
+   * corrects its clock from the response's Date header on retry, as against AWS.
+   */
+  InvalidSignature: 'InvalidSignatureException',
+  /** A Host header that does not name the service (DNS rebinding); not a CodeBuild name. */
+  AccessDenied: 'AccessDeniedException',
 } as const;
 
 export function invalidInput(message: string): AwsServiceError {

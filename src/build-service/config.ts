@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigErrorCode, formatIssues } from '../config/load.js';
 import { CbactionsError } from '../util/errors.js';
+import { DEFAULT_CREDENTIALS_PROFILE } from './credentials.js';
 import { FaultsSchema } from './faults.js';
 import { COMPUTE_TYPE_VALUES, ENVIRONMENT_TYPE_VALUES, MAX_ENVIRONMENT_VALUE_LENGTH, RESERVED_VARIABLE_PREFIX } from './limits.js';
 
@@ -65,6 +66,12 @@ export const BuildServiceConfigSchema = z
     /** What the builds report as `initiator` and CODEBUILD_INITIATOR. */
     initiator: z.string().min(1).default('cbactions-local'),
     faults: FaultsSchema.optional(),
+    /** Where the service writes its key pair (AWS shared-credentials format, mode 0600); relative to the config file. Default: `<stateDir>/credentials`. */
+    credentialsFile: z.string().min(1).optional(),
+    /** The profile name in that file (what callers put in AWS_PROFILE). */
+    credentialsProfile: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a profile name (letters, digits, "_", ".", "-")').default(DEFAULT_CREDENTIALS_PROFILE),
+    /** Host header values served besides the bind address and the loopback names, e.g. a container's name for the host; `name` or `name:port`. */
+    allowedHosts: z.array(z.string().regex(/^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/, 'expected a host name or [IPv6 address], optionally with :port')).default([]),
     projects: z.array(ProjectSchema).min(1).optional(),
   })
   .superRefine((config, ctx) => {
@@ -92,6 +99,10 @@ export interface ResolvedBuildServiceConfig {
   assumeServiceRole: boolean;
   initiator: string;
   faults: z.infer<typeof FaultsSchema> | undefined;
+  /** Absolute, or undefined for `<stateDir>/credentials`. */
+  credentialsFile: string | undefined;
+  credentialsProfile: string;
+  allowedHosts: string[];
   projects: ProjectConfig[];
   /** Where relative `buildspecOverride` paths are resolved: the config file's folder, else the cwd. */
   baseDir: string;
@@ -112,6 +123,7 @@ export interface BuildServiceFlags {
   concurrentBuildLimit?: string | undefined;
   assumeServiceRole?: string | undefined;
   faults?: string | undefined;
+  credentialsFile?: string | undefined;
 }
 
 const DEFAULT_PROJECT = 'cbactions';
@@ -201,6 +213,10 @@ export function resolveBuildServiceConfig(input: { file: unknown; configDir: str
     assumeServiceRole: config.assumeServiceRole,
     initiator: config.initiator,
     faults: config.faults,
+    // Like the state directory: a flag is relative to the cwd, the file's field to the file.
+    credentialsFile: flags.credentialsFile !== undefined ? resolve(cwd, flags.credentialsFile) : config.credentialsFile === undefined ? undefined : resolve(baseDir, config.credentialsFile),
+    credentialsProfile: config.credentialsProfile,
+    allowedHosts: config.allowedHosts,
     projects,
     baseDir,
   };

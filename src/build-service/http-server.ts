@@ -7,7 +7,11 @@ import { describeError } from '../util/errors.js';
 import { AwsErrorCode, AwsServiceError } from './aws-error.js';
 import type { CallCounter } from './call-counter.js';
 import { FaultsSchema, type FaultState } from './faults.js';
+import type { HostAllowlist } from './host-allowlist.js';
 import type { LocalCodeBuild } from './local-codebuild.js';
+import type { RequestAuthenticator, SignatureClaim } from './request-auth.js';
+import { decodeComponent } from './uri.js';
+import { CONTROL_TOKEN_KEY } from './credentials.js';
 
 /** AWS JSON 1.1 names the operation in this header: `CodeBuild_20161006.<Operation>`. */
 const TARGET_PREFIX = 'CodeBuild_20161006.';
@@ -20,13 +24,18 @@ export interface BuildServiceHttpDeps {
   faults: FaultState;
   calls: CallCounter;
   logger: Logger;
+  authenticator: RequestAuthenticator;
+  /** Filled once the server listens (its port is known only then); until then every request is refused. */
+  hosts: () => HostAllowlist | undefined;
 }
 
 type Operation = (body: unknown) => unknown;
 
 /**
- * The HTTP face of the build service: the CodeBuild API at `POST /` (SigV4 accepted,
- * never verified) and the control API under `/_local/` (plain JSON, not CodeBuild).
+ * The HTTP face of the build service: the CodeBuild API at `POST /` (AWS SigV4 with the
+ * service's key) and the control API under `/_local/` (plain JSON, not CodeBuild; the
+ * bearer control token or SigV4). Every request first needs a Host header naming the
+ * service itself, so a browser page can't reach it through DNS rebinding.
  */
 export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
   const operations: Record<string, Operation> = {
@@ -45,25 +54,64 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
   });
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    if (url.pathname.startsWith('/_local/') || url.pathname === '/_local') {
-      await handleControl(request, response, url.pathname);
+    const target = request.url ?? '/';
+    const queryStart = target.indexOf('?');
+    const rawPath = queryStart < 0 ? target : target.slice(0, queryStart);
+    const rawQuery = queryStart < 0 ? '' : target.slice(queryStart + 1);
+    const control = rawPath === '/_local' || rawPath.startsWith('/_local/');
+    const hosts = deps.hosts();
+    if (!hosts?.allows(request.headers.host)) {
+      // Before authentication and before the body: a rebinding page learns nothing.
+      const message = `Host header "${truncate(request.headers.host ?? '(none)')}" does not name this build service; it answers only ${hosts?.examples().join(', ') ?? '(not listening yet)'} (protection against DNS rebinding)`;
+      refuse(request, control, response, new AwsServiceError(AwsErrorCode.AccessDenied, message, 403), 'host-not-allowed');
       return;
     }
-    await handleApi(request, response);
+    if (control) {
+      await handleControl(request, response, rawPath, rawQuery);
+      return;
+    }
+    await handleApi(request, response, rawPath, rawQuery);
   }
 
-  async function handleApi(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  /** Logs a refused request (never its Authorization header or body) and answers it in the surface's error shape. */
+  function refuse(request: IncomingMessage, control: boolean, response: ServerResponse, error: AwsServiceError, reason: string): void {
+    deps.logger.warn(
+      { event: 'build-service.request-refused', reason, code: error.code, status: error.httpStatus, method: request.method, path: truncate((request.url ?? '').split('?')[0] ?? ''), remoteAddress: request.socket.remoteAddress },
+      'request refused',
+    );
+    // The body may be unread: don't keep the connection for whatever else it sends.
+    response.setHeader('connection', 'close');
+    if (control) sendJson(response, error.httpStatus, { error: error.message, code: error.code });
+    else sendAwsError(response, randomUUID(), error);
+  }
+
+  async function handleApi(request: IncomingMessage, response: ServerResponse, rawPath: string, rawQuery: string): Promise<void> {
     const requestId = randomUUID();
     const target = String(request.headers['x-amz-target'] ?? '');
     const operationName = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : target;
-    let text: string;
+    let claim: SignatureClaim;
     try {
-      text = await readBody(request);
+      claim = deps.authenticator.claim(request.headers);
+    } catch (error) {
+      if (!(error instanceof AwsServiceError)) throw error;
+      refuse(request, false, response, error, 'unauthenticated');
+      return;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readBody(request);
     } catch (error) {
       sendAwsError(response, requestId, new AwsServiceError(AwsErrorCode.Serialization, describeError(error), 413));
       return;
     }
+    try {
+      await deps.authenticator.verify(claim, { method: request.method ?? 'GET', rawPath, rawQuery, headers: request.headers, body: bytes });
+    } catch (error) {
+      if (!(error instanceof AwsServiceError)) throw error;
+      refuse(request, false, response, error, 'bad-signature');
+      return;
+    }
+    const text = bytes.toString('utf8');
     const operation = request.method === 'POST' && target.startsWith(TARGET_PREFIX) ? operations[operationName] : undefined;
     if (!operation) {
       deps.calls.record(operationName || '(none)', false);
@@ -100,9 +148,57 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
     }
   }
 
-  async function handleControl(request: IncomingMessage, response: ServerResponse, path: string): Promise<void> {
+  async function handleControl(request: IncomingMessage, response: ServerResponse, path: string, rawQuery: string): Promise<void> {
     const method = request.method ?? 'GET';
-    const parts = path.split('/').filter((part) => part !== '').map((part) => decodeURIComponent(part));
+    let body: Buffer = Buffer.alloc(0);
+    const bearer = deps.authenticator.controlBearer(request.headers);
+    if (bearer === 'invalid') {
+      const message = `The bearer token is not this build service's control token (${CONTROL_TOKEN_KEY} in its credentials file)`;
+      refuse(request, true, response, new AwsServiceError(AwsErrorCode.UnrecognizedClient, message, 401), 'bad-token');
+      return;
+    }
+    let claim: SignatureClaim | undefined;
+    if (bearer === 'none') {
+      // No control token: then it must be signed like an API call.
+      try {
+        claim = deps.authenticator.claim(request.headers);
+      } catch (error) {
+        if (!(error instanceof AwsServiceError)) throw error;
+        if (error.code !== AwsErrorCode.MissingAuthenticationToken) {
+          refuse(request, true, response, error, 'unauthenticated');
+          return;
+        }
+        response.setHeader('www-authenticate', 'Bearer realm="cbactions build service"');
+        const message = `${error.message}, or send "Authorization: Bearer <the ${CONTROL_TOKEN_KEY} of the same profile>"`;
+        refuse(request, true, response, new AwsServiceError(error.code, message, 401), 'unauthenticated');
+        return;
+      }
+    }
+    if (claim !== undefined || method === 'POST' || method === 'PUT') {
+      try {
+        body = await readBody(request);
+      } catch (error) {
+        sendJson(response, 413, { error: describeError(error), code: AwsErrorCode.Serialization });
+        return;
+      }
+    }
+    if (claim !== undefined) {
+      try {
+        await deps.authenticator.verify(claim, { method, rawPath: path, rawQuery, headers: request.headers, body });
+      } catch (error) {
+        if (!(error instanceof AwsServiceError)) throw error;
+        refuse(request, true, response, error, 'bad-signature');
+        return;
+      }
+    }
+    let parts: string[];
+    try {
+      parts = path.split('/').filter((part) => part !== '').map((part) => decodeComponent(part, 'path segment'));
+    } catch (error) {
+      if (!(error instanceof AwsServiceError)) throw error;
+      sendJson(response, 400, { error: error.message, code: error.code });
+      return;
+    }
     const [, resource, id, sub] = parts;
     if (resource === 'builds' && method === 'GET') {
       if (id === undefined) {
@@ -150,7 +246,7 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
       if (method === 'POST' || method === 'PUT') {
         let raw: unknown;
         try {
-          raw = JSON.parse(await readBody(request)) as unknown;
+          raw = JSON.parse(body.toString('utf8')) as unknown;
         } catch (error) {
           sendJson(response, 400, { error: `faults must be a JSON object: ${describeError(error)}` });
           return;
@@ -184,7 +280,11 @@ function sendAwsError(response: ServerResponse, requestId: string, error: AwsSer
   response.end(JSON.stringify({ __type: error.code, message: error.message }));
 }
 
-function readBody(request: IncomingMessage): Promise<string> {
+function truncate(text: string): string {
+  return text.length > 100 ? `${text.slice(0, 100)}…` : text;
+}
+
+function readBody(request: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -197,7 +297,7 @@ function readBody(request: IncomingMessage): Promise<string> {
       }
       chunks.push(chunk);
     });
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    request.on('end', () => resolve(Buffer.concat(chunks)));
     request.on('error', reject);
   });
 }

@@ -1,13 +1,17 @@
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CbactionsError, describeError } from '../util/errors.js';
+import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger } from '../util/logger.js';
 import { loadBuildServiceConfig, type BuildServiceFlags } from './config.js';
+import { BuildServiceKeyEnv, checkServiceCredentials } from './credentials.js';
 import type { RoleAssumer } from './role-assumer.js';
 import { startBuildService } from './server.js';
 
-/** The one line on stdout, by which callers (tests, local mode) learn the endpoint of `--port 0`. */
+/**
+ * The one line on stdout, by which callers (tests, scripts) learn the endpoint of `--port 0`,
+ * the region to sign for, and where the credentials file is (never the key itself).
+ */
 export const LISTENING_EVENT = 'build-service.listening';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -32,6 +36,7 @@ export async function runBuildServiceCommand(options: Record<string, string | un
     concurrentBuildLimit: options.concurrentBuildLimit,
     assumeServiceRole: options.assumeServiceRole,
     faults: options.faults,
+    credentialsFile: options.credentialsFile,
   };
   const level = options.logLevel ?? 'info';
   if (!LOG_LEVELS.includes(level)) throw new CbactionsError('CONFIG_INVALID', `--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
@@ -48,6 +53,10 @@ export async function runBuildServiceCommand(options: Record<string, string | un
     roleAssumer = stsRoleAssumer(new STSClient({ region: config.region }));
   }
 
+  // A fixed key pair, for operators who want the same key across restarts; else a fresh one.
+  const credentials = checkServiceCredentials(process.env[BuildServiceKeyEnv.AccessKeyId], process.env[BuildServiceKeyEnv.SecretAccessKey]);
+
+  // startBuildService keeps the key's variables out of the builds' environment.
   const baseEnv: Record<string, string> = {};
   for (const [name, value] of Object.entries(process.env)) if (value !== undefined) baseEnv[name] = value;
 
@@ -60,11 +69,14 @@ export async function runBuildServiceCommand(options: Record<string, string | un
   try {
     let running;
     try {
-      running = await startBuildService({ ...config, stateDir }, { logger, baseEnv, roleAssumer });
+      running = await startBuildService({ ...config, stateDir }, { logger, baseEnv, roleAssumer, credentials });
     } catch (error) {
+      if (isCbactionsError(error)) throw error;
       throw new CbactionsError('BUILD_SERVICE_LISTEN', `cannot listen on ${config.host}:${config.port}: ${describeError(error)}`, { cause: error });
     }
-    process.stdout.write(`${JSON.stringify({ event: LISTENING_EVENT, endpoint: running.endpoint })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ event: LISTENING_EVENT, endpoint: running.endpoint, region: config.region, credentialsFile: running.credentialsFile, profile: running.credentialsProfile })}\n`,
+    );
     logger.info(
       {
         event: 'build-service.started',
@@ -74,8 +86,12 @@ export async function runBuildServiceCommand(options: Record<string, string | un
         minuteMs: config.minuteMs,
         concurrentBuildLimit: config.concurrentBuildLimit,
         assumeServiceRole: config.assumeServiceRole,
+        credentialsFile: running.credentialsFile,
+        profile: running.credentialsProfile,
+        accessKeyId: running.credentials.accessKeyId,
+        keySource: credentials ? 'environment' : 'generated',
       },
-      'build service listening',
+      `build service listening; sign with AWS_SHARED_CREDENTIALS_FILE=${running.credentialsFile} AWS_PROFILE=${running.credentialsProfile}`,
     );
     if (!stopRequested.signal.aborted) {
       await new Promise((resolve) => stopRequested.signal.addEventListener('abort', resolve, { once: true }));

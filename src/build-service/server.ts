@@ -2,10 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../util/logger.js';
 import { CallCounter } from './call-counter.js';
+import { join } from 'node:path';
 import type { ResolvedBuildServiceConfig } from './config.js';
+import { BuildServiceKeyEnv, generateServiceCredentials, writeCredentialsFile, type ServiceCredentials } from './credentials.js';
 import { FaultState } from './faults.js';
+import { HostAllowlist } from './host-allowlist.js';
 import { createBuildServiceServer } from './http-server.js';
 import { LocalCodeBuild } from './local-codebuild.js';
+import { RequestAuthenticator } from './request-auth.js';
 import type { RoleAssumer } from './role-assumer.js';
 
 export interface BuildServiceDeps {
@@ -16,6 +20,10 @@ export interface BuildServiceDeps {
   roleAssumer?: RoleAssumer | undefined;
   now?: () => number;
   randomUUID?: () => string;
+  /** The key pair callers must sign with; default: a fresh random one. */
+  credentials?: ServiceCredentials | undefined;
+  /** This machine's addresses, for the Host allowlist when bound to every interface. */
+  interfaceAddresses?: () => string[];
 }
 
 export interface RunningBuildService {
@@ -25,12 +33,26 @@ export interface RunningBuildService {
   service: LocalCodeBuild;
   faults: FaultState;
   calls: CallCounter;
+  /** The key pair every request must be signed with (SigV4), for in-process callers. */
+  credentials: ServiceCredentials;
+  /** The shared-credentials file holding it (mode 0600), and its profile. */
+  credentialsFile: string;
+  credentialsProfile: string;
   /** Stops every build (SIGTERM, grace, SIGKILL), writes the records, closes the listener. */
   close(): Promise<void>;
 }
 
 /** Starts the local CodeBuild endpoint and its control API; resolves once it listens. */
 export async function startBuildService(config: ResolvedBuildServiceConfig & { stateDir: string }, deps: BuildServiceDeps): Promise<RunningBuildService> {
+  const credentials = deps.credentials ?? generateServiceCredentials();
+  const credentialsFile = config.credentialsFile ?? join(config.stateDir, 'credentials');
+  const now = deps.now ?? Date.now;
+  // Builds are the callers' code, not the service's: they never see its key, whatever the
+  // environment it was started with.
+  const baseEnv: Record<string, string> = {};
+  for (const [name, value] of Object.entries(deps.baseEnv)) {
+    if (!value.includes(credentials.secretAccessKey) && !(Object.values(BuildServiceKeyEnv) as string[]).includes(name)) baseEnv[name] = value;
+  }
   const faults = new FaultState(config.faults);
   const calls = new CallCounter();
   const service = new LocalCodeBuild(
@@ -48,13 +70,21 @@ export async function startBuildService(config: ResolvedBuildServiceConfig & { s
     {
       logger: deps.logger,
       faults,
-      now: deps.now ?? Date.now,
+      now,
       randomUUID: deps.randomUUID ?? randomUUID,
-      baseEnv: deps.baseEnv,
+      baseEnv,
       roleAssumer: config.assumeServiceRole ? deps.roleAssumer : undefined,
     },
   );
-  const server = createBuildServiceServer({ service, faults, calls, logger: deps.logger });
+  const authenticator = new RequestAuthenticator({
+    credentials,
+    region: config.region,
+    now,
+    credentialsHint: `the credentials in ${credentialsFile} (AWS_SHARED_CREDENTIALS_FILE=${credentialsFile} AWS_PROFILE=${config.credentialsProfile})`,
+  });
+  // The allowlist needs the port, known once listening; until then requests are refused.
+  const listening: { hosts?: HostAllowlist } = {};
+  const server = createBuildServiceServer({ service, faults, calls, logger: deps.logger, authenticator, hosts: () => listening.hosts });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => {
@@ -63,7 +93,15 @@ export async function startBuildService(config: ResolvedBuildServiceConfig & { s
     });
   });
   const { port } = server.address() as AddressInfo;
+  listening.hosts = new HostAllowlist({ host: config.host, port, extra: config.allowedHosts, ...(deps.interfaceAddresses ? { interfaceAddresses: deps.interfaceAddresses } : {}) });
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  try {
+    await writeCredentialsFile(credentialsFile, config.credentialsProfile, credentials);
+  } catch (error) {
+    await service.shutdown();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw error;
+  }
   let closing: Promise<void> | undefined;
   return {
     endpoint: `http://${host}:${port}`,
@@ -71,6 +109,9 @@ export async function startBuildService(config: ResolvedBuildServiceConfig & { s
     service,
     faults,
     calls,
+    credentials,
+    credentialsFile,
+    credentialsProfile: config.credentialsProfile,
     close() {
       closing ??= (async () => {
         await service.shutdown();

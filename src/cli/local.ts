@@ -118,15 +118,14 @@ export async function runLocalCommand(options: LocalOptions): Promise<number> {
     service = await startLocalBuildService(config, stateDir, buildRoot, logger);
     logger.info({ event: 'local.started', buildService: service.endpoint, stateDir, buildRunnerRoot: buildRoot }, 'local build service running; jobs run on this machine');
     // CodeBuild is the local service, for the mux's own watcher and for every worker
-    // (they inherit this environment through the listeners). It checks no signature, but
-    // the SDK still wants credentials to sign with.
+    // (they inherit this environment through the listeners). It takes only requests signed
+    // with its own key, so that key replaces whatever AWS credentials were set.
     env.AWS_ENDPOINT_URL_CODEBUILD = service.endpoint;
     env.AWS_REGION = config.codebuild.region ?? 'us-east-1';
-    if (!env.AWS_ACCESS_KEY_ID || !env.AWS_SECRET_ACCESS_KEY) {
-      env.AWS_ACCESS_KEY_ID = 'AKIDCBACTIONSLOCAL';
-      env.AWS_SECRET_ACCESS_KEY = 'cbactions-local';
-      delete env.AWS_SESSION_TOKEN;
-    }
+    env.AWS_ACCESS_KEY_ID = service.credentials.accessKeyId;
+    env.AWS_SECRET_ACCESS_KEY = service.credentials.secretAccessKey;
+    delete env.AWS_SESSION_TOKEN;
+    delete env.AWS_PROFILE;
     return await runMux({ configPath, env, logger, signal: stop.signal });
   } catch (error) {
     const code = isCbactionsError(error) ? error.code : 'LOCAL_FAILED';

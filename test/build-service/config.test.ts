@@ -98,4 +98,16 @@ describe('build-service configuration', () => {
     writeFileSync(join(dir, 'bad.yaml'), 'projects: [\n');
     await expect(loadBuildServiceConfig({ config: 'bad.yaml' }, dir)).rejects.toMatchObject({ code: 'CONFIG_SYNTAX' });
   });
+
+  it('places the credentials file (file field relative to the file, flag to the cwd) and checks profile and allowed hosts', () => {
+    const defaults = resolveBuildServiceConfig({ file: undefined, configDir: undefined, flags: {}, cwd: '/w' });
+    expect(defaults).toMatchObject({ credentialsFile: undefined, credentialsProfile: 'cbactions-local', allowedHosts: [] });
+    const fromFile = resolveBuildServiceConfig({ file: { credentialsFile: 'keys/creds', credentialsProfile: 'builds.local', allowedHosts: ['host.docker.internal', 'box:8080', '[fd00::1]'] }, configDir: '/etc/cb', flags: {}, cwd: '/w' });
+    expect(fromFile).toMatchObject({ credentialsFile: '/etc/cb/keys/creds', credentialsProfile: 'builds.local', allowedHosts: ['host.docker.internal', 'box:8080', '[fd00::1]'] });
+    expect(resolveBuildServiceConfig({ file: { credentialsFile: 'keys/creds' }, configDir: '/etc/cb', flags: { credentialsFile: 'here' }, cwd: '/w' }).credentialsFile).toBe('/w/here');
+    const message = invalid(() => resolveBuildServiceConfig({ file: { credentialsProfile: 'a profile', allowedHosts: ['http://evil.example', 'fd00::1'] }, configDir: '/etc/cb', flags: {}, cwd: '/w' }));
+    expect(message).toContain('credentialsProfile: expected a profile name');
+    expect(message).toContain('allowedHosts[0]: expected a host name or [IPv6 address]');
+    expect(message).toContain('allowedHosts[1]: expected a host name or [IPv6 address]');
+  });
 });

@@ -21,7 +21,7 @@ phases:
 `;
 
 async function control(service: InProcess, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const response = await fetch(`${service.endpoint}${path}`, { method, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  const response = await fetch(`${service.endpoint}${path}`, { method, headers: { authorization: `Bearer ${service.controlToken}` }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   return { status: response.status, json: await response.json() };
 }
 

@@ -1,9 +1,11 @@
-import { BatchGetBuildsCommand, StartBuildCommand } from '@aws-sdk/client-codebuild';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { BatchGetBuildsCommand, CodeBuildClient, ListBuildsForProjectCommand, StartBuildCommand } from '@aws-sdk/client-codebuild';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBuildService, type BuildServiceProcess } from '../support/build-service.js';
+import { PROJECT_ROOT } from '../support/runner-root.js';
 import { processAlive, waitUntil } from './harness.js';
 
 // The BUILT binary, as an operator runs it: `cbactions build-service`.
@@ -99,6 +101,97 @@ describe('cbactions build-service (process)', () => {
   });
 });
 
+describe('cbactions build-service credentials (process)', () => {
+  const DUMP_ENV = 'version: 0.2\nphases:\n  build:\n    commands:\n      - env\n';
+
+  it('generates a key at start, writes it 0600 where its listening line says, and logs neither the secret nor the token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-bs-creds-'));
+    writeFileSync(join(dir, 'buildspec.yml'), DUMP_ENV);
+    const first = await startBuildService({ buildspec: join(dir, 'buildspec.yml') });
+    const second = await startBuildService({ buildspec: join(dir, 'buildspec.yml'), args: ['--credentials-file', join(dir, 'elsewhere', 'creds')] });
+    try {
+      expect(first.credentialsFile).toBe(join(first.stateDir, 'credentials'));
+      expect(second.credentialsFile).toBe(join(dir, 'elsewhere', 'creds'));
+      for (const service of [first, second]) {
+        // The started record goes to stderr, another pipe than the listening line: wait for it.
+        await waitUntil(() => service.stderr().includes('"event":"build-service.started"'), 15_000, 'the started log record');
+        expect(statSync(service.credentialsFile).mode & 0o777).toBe(0o600);
+        expect(service.key.accessKeyId).toMatch(/^CBLOCAL[A-Z2-7]{13}$/);
+        const output = service.stdout() + service.stderr();
+        expect(output).toContain(service.credentialsFile);
+        expect(output).toContain(service.key.accessKeyId);
+        expect(output).not.toContain(service.key.secretAccessKey);
+        expect(output).not.toContain(service.key.controlToken);
+      }
+      expect(second.key.accessKeyId).not.toBe(first.key.accessKeyId);
+      // One service's key is no good at the other.
+      const crossed = new CodeBuildClient({ endpoint: second.endpoint, region: 'us-east-1', credentials: first.key, maxAttempts: 1 });
+      await expect(crossed.send(new ListBuildsForProjectCommand({ projectName: 'cbactions' }))).rejects.toMatchObject({ name: 'UnrecognizedClientException' });
+      crossed.destroy();
+      // A build's environment has neither the key nor the file.
+      const { build } = await first.client().send(new StartBuildCommand({ projectName: 'cbactions' }));
+      const record = await first.waitForBuild(build?.id as string);
+      expect(record.buildStatus).toBe('SUCCEEDED');
+      const log = await first.log(record.id);
+      expect(log).toContain('CODEBUILD_BUILD_ID=');
+      expect(log).not.toContain(first.key.secretAccessKey);
+      expect(log).not.toContain(first.key.accessKeyId);
+    } finally {
+      await first.stop();
+      await second.stop();
+    }
+  });
+
+  it('signs the standard SDK way: a client with only AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE gets through', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-bs-sdk-env-'));
+    writeFileSync(join(dir, 'buildspec.yml'), DUMP_ENV);
+    const service = await startBuildService({ buildspec: join(dir, 'buildspec.yml') });
+    try {
+      const script = [
+        "const { CodeBuildClient, ListBuildsForProjectCommand } = await import('@aws-sdk/client-codebuild');",
+        "const answer = await new CodeBuildClient({}).send(new ListBuildsForProjectCommand({ projectName: 'cbactions' }));",
+        'process.stdout.write(JSON.stringify(answer.ids));',
+      ].join('\n');
+      const env = { ...process.env, ...service.clientEnv(), HOME: dir };
+      const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: PROJECT_ROOT, env, encoding: 'utf8' });
+      expect(output).toBe('[]');
+      // The same client with someone else's keys instead of the profile is refused.
+      const foreign = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        cwd: PROJECT_ROOT,
+        env: { ...env, AWS_PROFILE: '', AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_ACCESS_KEY_ID: 'AKIASOMEONEELSE00000', AWS_SECRET_ACCESS_KEY: 'not-the-key' },
+        encoding: 'utf8',
+      });
+      expect(foreign.status).not.toBe(0);
+      expect(foreign.stderr).toContain('UnrecognizedClientException');
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('takes a fixed key pair from CBACTIONS_BUILD_SERVICE_* and never hands those variables to builds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-bs-given-key-'));
+    writeFileSync(join(dir, 'buildspec.yml'), DUMP_ENV);
+    const given = { CBACTIONS_BUILD_SERVICE_ACCESS_KEY_ID: 'CBLOCALGIVENKEY00001', CBACTIONS_BUILD_SERVICE_SECRET_ACCESS_KEY: 'given-secret-NOT-FOR-BUILDS-42' };
+    const service = await startBuildService({ buildspec: join(dir, 'buildspec.yml'), env: given });
+    try {
+      expect(service.key).toMatchObject({ accessKeyId: given.CBACTIONS_BUILD_SERVICE_ACCESS_KEY_ID, secretAccessKey: given.CBACTIONS_BUILD_SERVICE_SECRET_ACCESS_KEY });
+      await waitUntil(() => service.stderr().includes('"event":"build-service.started"'), 15_000, 'the started log record');
+      expect(service.stderr()).toContain('"keySource":"environment"');
+      expect(service.stderr()).not.toContain(given.CBACTIONS_BUILD_SERVICE_SECRET_ACCESS_KEY);
+      const { build } = await service.client().send(new StartBuildCommand({ projectName: 'cbactions' }));
+      const log = await service.log((await service.waitForBuild(build?.id as string)).id);
+      expect(log).toContain('CODEBUILD_BUILD_ID=');
+      expect(log).not.toContain('CBACTIONS_BUILD_SERVICE_');
+      expect(log).not.toContain(given.CBACTIONS_BUILD_SERVICE_SECRET_ACCESS_KEY);
+    } finally {
+      await service.stop();
+    }
+    const half = startBuildService({ buildspec: join(dir, 'buildspec.yml'), env: { CBACTIONS_BUILD_SERVICE_ACCESS_KEY_ID: 'CBLOCALGIVENKEY00001' } });
+    await expect(half).rejects.toThrow(/exited \(\d+\) before listening/);
+    await expect(half).rejects.toThrow(/set both or neither/);
+  });
+});
+
 describe('cbactions build-service shutdown and configuration errors (process)', () => {
   it('on SIGTERM stops running builds, leaves no process behind and exits 0', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cbactions-bs-sigterm-'));
@@ -117,7 +210,9 @@ describe('cbactions build-service shutdown and configuration errors (process)', 
       const record = JSON.parse(readFileSync(join(service.stateDir, 'builds', id.split(':')[1] as string, 'record.json'), 'utf8')) as { buildStatus: string; buildComplete: boolean };
       expect(record).toMatchObject({ buildStatus: 'STOPPED', buildComplete: true });
       expect(service.stderr()).toContain('"event":"build-service.stopped"');
-      expect(service.stdout()).toBe(`{"event":"build-service.listening","endpoint":"${service.endpoint}"}\n`);
+      expect(service.stdout()).toBe(
+        `${JSON.stringify({ event: 'build-service.listening', endpoint: service.endpoint, region: 'us-east-1', credentialsFile: join(service.stateDir, 'credentials'), profile: 'cbactions-local' })}\n`,
+      );
     } finally {
       await service.stop();
     }

@@ -42,14 +42,31 @@ export interface StartBuildServiceOptions {
   startTimeoutMs?: number;
 }
 
+/** What the service wrote to its credentials file (one profile). */
+export interface ServiceKey {
+  accessKeyId: string;
+  secretAccessKey: string;
+  controlToken: string;
+}
+
 export interface BuildServiceProcess {
   /** `http://127.0.0.1:<port>`: AWS_ENDPOINT_URL_CODEBUILD for other processes, `endpoint` for SDK clients. */
   readonly endpoint: string;
   readonly stateDir: string;
   readonly pid: number;
-  /** A real CodeBuild SDK client pointed at the service (dummy credentials; maxAttempts default 1 = no retries). */
+  /** The region it serves (the one requests must be signed for). */
+  readonly region: string;
+  /** Where it wrote its key pair (from its listening line), and the profile. */
+  readonly credentialsFile: string;
+  readonly profile: string;
+  /** The key pair and control token, read from that file. */
+  readonly key: ServiceKey;
+  /** A real CodeBuild SDK client pointed at the service, signing with its key (maxAttempts default 1 = no retries). */
   client(options?: { maxAttempts?: number; region?: string }): CodeBuildClient;
-  /** Environment for a child process (e.g. `cbactions worker`) to reach this service through the SDK's standard variables. */
+  /**
+   * Environment for a child process (e.g. `cbactions worker`) to reach this service through
+   * the SDK's standard variables: the credentials file and profile, static keys blanked.
+   */
   clientEnv(): Record<string, string>;
   /** `GET /_local/builds`: every build's record, oldest first. */
   builds(): Promise<LocalBuildRecord[]>;
@@ -79,7 +96,23 @@ export interface BuildServiceProcess {
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CBACTIONS_BIN = join(REPO_ROOT, 'bin', 'cbactions');
-const TEST_CREDENTIALS = { accessKeyId: 'AKIDLOCALBUILDSERVICE', secretAccessKey: 'local-build-service-secret' };
+
+/** Reads one profile of an AWS shared-credentials file, as the SDK would. */
+export function readServiceKey(path: string, profile: string): ServiceKey {
+  const values = new Map<string, string>();
+  let current: string | undefined;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const section = /^\s*\[([^\]]+)\]\s*$/.exec(line);
+    if (section) current = section[1];
+    const entry = /^\s*([A-Za-z0-9_]+)\s*=\s*(\S+)\s*$/.exec(line);
+    if (entry && current === profile) values.set(entry[1] as string, entry[2] as string);
+  }
+  const accessKeyId = values.get('aws_access_key_id');
+  const secretAccessKey = values.get('aws_secret_access_key');
+  const controlToken = values.get('cbactions_control_token');
+  if (!accessKeyId || !secretAccessKey || !controlToken) throw new Error(`${path} has no complete [${profile}] profile`);
+  return { accessKeyId, secretAccessKey, controlToken };
+}
 
 /** The process tests run dist/: refuse a missing or stale build rather than test old code. */
 function assertBuilt(): void {
@@ -150,7 +183,7 @@ export async function startBuildService(options: StartBuildServiceOptions = {}):
   const exited = exitAfterOutput(child);
 
   const timeoutMs = options.startTimeoutMs ?? 15_000;
-  const endpoint = await new Promise<string>((resolve, reject) => {
+  const listening = await new Promise<{ endpoint: string; region: string; credentialsFile: string; profile: string }>((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`cbactions build-service printed no listening line within ${timeoutMs} ms; stdout: ${stdout.slice(0, 500)}; stderr: ${stderr.slice(-2_000)}`)), timeoutMs);
     let settled = false;
     const fail = (error: Error) => {
@@ -168,11 +201,12 @@ export async function startBuildService(options: StartBuildServiceOptions = {}):
       const line = stdout.split('\n').find((candidate) => candidate.includes('"build-service.listening"'));
       if (!line) return;
       try {
-        const event = JSON.parse(line) as { event?: string; endpoint?: string };
-        if (!settled && event.event === 'build-service.listening' && typeof event.endpoint === 'string') {
+        const event = JSON.parse(line) as { event?: string; endpoint?: string; region?: string; credentialsFile?: string; profile?: string };
+        const { endpoint, region, credentialsFile, profile } = event;
+        if (!settled && event.event === 'build-service.listening' && typeof endpoint === 'string' && typeof region === 'string' && typeof credentialsFile === 'string' && typeof profile === 'string') {
           settled = true;
           clearTimeout(timer);
-          resolve(event.endpoint);
+          resolve({ endpoint, region, credentialsFile, profile });
         }
       } catch {
         fail(new Error(`the listening line is not JSON: ${line}`));
@@ -180,10 +214,14 @@ export async function startBuildService(options: StartBuildServiceOptions = {}):
     });
   });
 
+  const { endpoint, region, credentialsFile, profile } = listening;
+  const key = readServiceKey(credentialsFile, profile);
+
   async function request(method: string, path: string, body?: unknown): Promise<Response> {
     const response = await fetch(`${endpoint}${path}`, {
       method,
-      ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+      headers: { authorization: `Bearer ${key.controlToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       signal: AbortSignal.timeout(10_000),
     });
     if (!response.ok) throw new Error(`${method} ${path} answered HTTP ${response.status}: ${await response.text()}`);
@@ -214,20 +252,28 @@ export async function startBuildService(options: StartBuildServiceOptions = {}):
     endpoint,
     stateDir,
     pid: child.pid ?? -1,
+    region,
+    credentialsFile,
+    profile,
+    key,
     client(clientOptions = {}) {
       return new CodeBuildClient({
         endpoint,
-        region: clientOptions.region ?? 'us-east-1',
-        credentials: TEST_CREDENTIALS,
+        region: clientOptions.region ?? region,
+        credentials: { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey },
         maxAttempts: clientOptions.maxAttempts ?? 1,
       });
     },
     clientEnv() {
       return {
         AWS_ENDPOINT_URL_CODEBUILD: endpoint,
-        AWS_REGION: 'us-east-1',
-        AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+        AWS_REGION: region,
+        AWS_SHARED_CREDENTIALS_FILE: credentialsFile,
+        AWS_PROFILE: profile,
+        // Blank, not absent: the caller's own static keys must not compete with the profile.
+        AWS_ACCESS_KEY_ID: '',
+        AWS_SECRET_ACCESS_KEY: '',
+        AWS_SESSION_TOKEN: '',
       };
     },
     builds: async () => (await json<{ builds: LocalBuildRecord[] }>('GET', '/_local/builds')).builds,
