@@ -68,6 +68,8 @@ interface Build {
 }
 
 interface Deployment {
+  /** Build C's session in each pool that has a role of its own (deploy.pools). */
+  poolBuilds: Record<string, Caller>;
   buildRoleArn: string;
   taskRoleArn: string;
   bucketArn: string;
@@ -81,9 +83,10 @@ interface Deployment {
   taskSessionArn: string;
 }
 
-function deployment(deploy: ConfigInput['deploy']): Deployment {
+function deployment(deploy: ConfigInput['deploy'], pools?: ConfigInput['pools']): Deployment {
   // Prebuilt images: no Docker assets to stage, which keeps the synthesis fast.
-  const { stack, json } = synth(configInput({ deploy: { images: { listener: 'listener:1', build: 'build:1' }, ...deploy } }), { assets: false });
+  const input = configInput({ deploy: { images: { listener: 'listener:1', build: 'build:1' }, ...deploy }, ...(pools === undefined ? {} : { pools }) });
+  const { stack, json } = synth(input, { assets: false });
   const resolve = <T>(value: unknown) => resolveIntrinsics(value, json) as T;
   const cbactions = stack.cbactions;
   const roleId = logicalId(stack, cbactions.buildRole);
@@ -108,14 +111,23 @@ function deployment(deploy: ConfigInput['deploy']): Deployment {
   const [, key] = onlyResource(json, 'AWS::KMS::Key');
 
   const buildRoleArn = resolve<string>({ 'Fn::GetAtt': [roleId, 'Arn'] });
-  const roleUniqueId = resolve<string>({ 'Fn::GetAtt': [roleId, 'RoleId'] });
-  const build = (uuid: string): Build => ({
+  const sessionOf = (role: string) => (uuid: string): Build => ({
     uuid,
     buildId: `cbactions-test:${uuid}`,
-    userId: `${roleUniqueId}:AWSCodeBuild-${uuid}`,
-    sessionArn: `arn:aws:sts::${ACCOUNT}:assumed-role/${roleId}/AWSCodeBuild-${uuid}`,
+    userId: `${resolve<string>({ 'Fn::GetAtt': [role, 'RoleId'] })}:AWSCodeBuild-${uuid}`,
+    sessionArn: `arn:aws:sts::${ACCOUNT}:assumed-role/${role}/AWSCodeBuild-${uuid}`,
   });
+  const build = sessionOf(roleId);
+  const poolRoles = [...cbactions.poolBuildRoles.entries()].filter(([, role]) => role !== cbactions.buildRole);
+  const poolBuilds = Object.fromEntries(
+    poolRoles.map(([name, role]) => {
+      const id = logicalId(stack, role);
+      const caller: Caller = { ...callerOf(sessionOf(id)('cccccccc-3333-4333-8333-cccccccccccc')), principalArn: resolve<string>({ 'Fn::GetAtt': [id, 'Arn'] }), policies: identityPolicies(id) };
+      return [name, caller];
+    }),
+  );
   return {
+    poolBuilds,
     buildRoleArn,
     taskRoleArn: resolve<string>({ 'Fn::GetAtt': [taskRoleId, 'Arn'] }),
     bucketArn: resolve<string>({ 'Fn::GetAtt': [bucketId, 'Arn'] }),
@@ -136,6 +148,10 @@ interface Caller {
   principalArn: string;
   userId: string;
   policies: PolicyDocument[];
+}
+
+function callerOf(build: Build): Pick<Caller, 'principal' | 'userId'> {
+  return { principal: build.sessionArn, userId: build.userId };
 }
 
 interface Request {
@@ -356,5 +372,39 @@ describe('the payload key: no principal but cbactions\' roles uses it', () => {
     expect(await evaluate(task, { action: 's3:PutObject', resource: object(d, d.buildB) }, d.bucketPolicy)).toBe('Allowed');
     expect(await evaluate(task, { action: 's3:PutObject', resource: object(d, d.buildB, '.lease') }, d.bucketPolicy)).toBe('Allowed');
     expect(await evaluate(task, { action: 's3:GetObject', resource: object(d, d.buildB) }, d.bucketPolicy)).toBe('ImplicitlyDenied');
+  });
+});
+
+describe('a pool with a role of its own (deploy.pools) and AdministratorAccess', () => {
+  let d: Deployment;
+  beforeAll(() => {
+    d = deployment({ pools: { admin: { serviceRole: { managedPolicyArns: [ADMINISTRATOR_ACCESS], statements: [] } } } }, [
+      { name: 'default', labels: ['cbactions'] },
+      { name: 'admin', labels: ['cbactions-admin'] },
+    ]);
+  }, 120_000);
+
+  it("its builds reach neither a default-pool build's payload nor its data key, nor write or re-seal anything", async () => {
+    const poolBuild = d.poolBuilds.admin!;
+    expect(poolBuild.principalArn).not.toBe(d.buildRoleArn);
+    for (const action of ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']) {
+      expect(await evaluate(poolBuild, { action, resource: object(d, d.buildB) }, d.bucketPolicy), action).toBe('ExplicitlyDenied');
+    }
+    expect(await evaluate(poolBuild, { action: 's3:ListBucket', resource: d.bucketArn }, d.bucketPolicy)).toBe('ExplicitlyDenied');
+    expect(await evaluate(poolBuild, { action: 's3:PutBucketPolicy', resource: d.bucketArn }, d.bucketPolicy)).toBe('ExplicitlyDenied');
+    for (const action of ['kms:Decrypt', 'kms:GenerateDataKey', 'kms:Encrypt', 'kms:CreateGrant']) {
+      expect(await evaluate(poolBuild, { action, resource: d.keyArn, context: context(d.buildB) }, d.keyPolicy), action).toBe('ExplicitlyDenied');
+    }
+    expect(await evaluate(poolBuild, { action: 'kms:PutKeyPolicy', resource: d.keyArn }, d.keyPolicy)).toBe('ExplicitlyDenied');
+  });
+
+  it('its builds still open their own payload', async () => {
+    const poolBuild = d.poolBuilds.admin!;
+    const own = `${d.bucketArn}/${PREFIX}${poolBuild.userId}`;
+    expect(await evaluate(poolBuild, { action: 's3:GetObject', resource: own }, d.bucketPolicy)).toBe('Allowed');
+    expect(await evaluate(poolBuild, { action: 's3:DeleteObject', resource: own }, d.bucketPolicy)).toBe('Allowed');
+    const ownContext = { 'kms:EncryptionContext:cbactions:userid': poolBuild.userId, 'kms:EncryptionContext:cbactions:build-id': 'cbactions-test:cccccccc-3333-4333-8333-cccccccccccc', 'kms:EncryptionContextKeys': ['cbactions:build-id', 'cbactions:userid'] };
+    expect(await evaluate(poolBuild, { action: 'kms:Decrypt', resource: d.keyArn, context: ownContext }, d.keyPolicy)).toBe('Allowed');
+    expect(await evaluate(poolBuild, { action: 'kms:Decrypt', resource: d.keyArn, context: s3Context(own) }, d.keyPolicy)).toBe('Allowed');
   });
 });
