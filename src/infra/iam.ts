@@ -9,7 +9,10 @@ import type { PolicyStatementConfig, RolePermissions } from '../config/deploy-sc
  * encryption context `cbactions:userid = aws:userid` (src/seal/context.ts), so:
  * - a build may read/delete only the object named after its own role session, and decrypt
  *   only data keys sealed for that session — even when every build shares one role;
- * - the listener task may write payloads and mint data keys only with both context keys set.
+ * - the listener task may write payloads and mint data keys only with both context keys set;
+ * - and, because Allows alone hold only while the role has nothing broader, Deny guards in
+ *   the bucket's and the key's own policies keep every build session to its own payload
+ *   whatever else its role is granted (bucketGuardStatements, keyPolicyStatements).
  */
 
 /** Encryption context keys of a payload data key (src/seal/context.ts). */
@@ -52,7 +55,7 @@ function ownObjects(where: PayloadLocation): { payload: string; cancel: string; 
  * What a build role needs to open its own payload, and nothing of any other build's:
  * GetObject/DeleteObject on exactly `<prefix>${aws:userid}` (+ `.cancel`), GetObject on its
  * `.lease`, kms:Decrypt only for data keys whose context names the caller's own
- * `aws:userid`, and the SSE-KMS decrypt S3 performs for that one object.
+ * `aws:userid`, and the SSE-KMS decrypt S3 performs for those objects.
  */
 export function buildPayloadStatements(scope: IConstruct, where: PayloadLocation): iam.PolicyStatement[] {
   const objects = ownObjects(where);
