@@ -22,7 +22,7 @@ import { CbactionsError } from '../util/errors.js';
 import { BuildKitAsset } from './build-kit-asset.js';
 import { BUILD_KIT_ENV } from './build-kit.js';
 import { healthCheckCommand, healthzUrl, HEALTH_CHECK_INTERVAL_SECONDS, HEALTH_CHECK_RETRIES, HEALTH_CHECK_START_PERIOD_SECONDS, HEALTH_CHECK_TIMEOUT_SECONDS } from './health-check.js';
-import { applyRolePermissions, buildPayloadStatements, taskPayloadStatements, vpcBuildStatements, type PayloadLocation } from './iam.js';
+import { applyRolePermissions, bucketGuardStatements, buildPayloadStatements, keyPolicyStatements, taskPayloadStatements, vpcBuildStatements, type PayloadLocation } from './iam.js';
 import { ecrRepositoryFor, parseEcrImageUri, repositoryImage } from './images.js';
 import { Monitoring } from './monitoring.js';
 import { InfraErrorCode, RepoFiles } from './paths.js';
@@ -152,6 +152,9 @@ export class Cbactions extends Construct {
       // Payloads live minutes; nothing sealed under the key outlives the stack.
       removalPolicy: RemovalPolicy.DESTROY,
       pendingWindow: Duration.days(7),
+      // Not the default "account: kms:*" policy, which would let any IAM principal of the
+      // account decrypt payloads: the statements are added once the roles exist (iam.ts).
+      policy: new iam.PolicyDocument(),
     });
     this.accessLogBucket = new s3.Bucket(this, 'AccessLogs', {
       // S3 server access logging delivers only to SSE-S3 buckets.
@@ -439,6 +442,11 @@ export class Cbactions extends Construct {
       }),
     );
     for (const statement of taskPayloadStatements(this, where)) this.taskRole.addToPrincipalPolicy(statement);
+    // Per-build isolation that holds whatever else a build role is granted: Deny guards in
+    // the bucket's and the key's own policies (iam.ts), naming every role a build runs as.
+    const buildRoleArns = [...new Set([this.buildRole, ...poolRoles.values()].map((role) => role.roleArn))];
+    for (const statement of bucketGuardStatements(where, buildRoleArns)) this.payloadBucket.addToResourcePolicy(statement);
+    for (const statement of keyPolicyStatements(this, where, { taskRoleArn: this.taskRole.roleArn, buildRoleArns })) this.payloadKey.addToResourcePolicy(statement);
     this.githubSecret.grantRead(this.taskRole);
     this.eventsQueue?.grant(this.taskRole, 'sqs:ReceiveMessage', 'sqs:DeleteMessage');
 

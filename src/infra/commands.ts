@@ -96,6 +96,8 @@ export async function runInfraCommand(command: CdkCommand, options: InfraCommand
     });
     const result = await synthesize(resolve(configPath), { outdir, root });
     for (const warning of result.warnings) io.stderr(`warning: ${warning}\n`);
+    // What job code gets from its build role is the operator's call; say it before deploying.
+    if (command === 'deploy') for (const warning of result.buildRoleWarnings) io.stderr(`warning: ${warning}\n`);
     io.stdout(`synthesized stack ${result.stackName}\n  template: ${result.templatePath}\n  assembly: ${result.assemblyDir}\n`);
     if (result.lookups.length > 0) {
       io.stdout(`  looked up at deploy time (placeholders offline): ${result.lookups.join(', ')}\n`);

@@ -4,6 +4,7 @@ import { DeploySchema } from '../config/deploy-schema.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { CbactionsError } from '../util/errors.js';
+import { buildRoleGrantWarnings } from './build-role-grants.js';
 import { InfraErrorCode, readBuildspec, readRunnerVersion, repositoryRoot } from './paths.js';
 import { CbactionsStack, stackIdentity } from './stack.js';
 
@@ -23,6 +24,8 @@ export interface SynthResult {
   buildsImages: boolean;
   /** Warnings of the synthesis (construct warnings; cdk-nag findings are errors). */
   warnings: string[];
+  /** Build roles whose extra grants would matter, one line each (build-role-grants.ts). */
+  buildRoleWarnings: string[];
   /**
    * Values CDK looks up in the account (the availability zones of a new VPC when the stack
    * names its account and region). Offline they are placeholders; the CDK CLI looks them up.
@@ -69,6 +72,7 @@ export function synthesizeConfig(config: Config, options: SynthOptions): SynthRe
     templatePath: artifact.templateFullPath,
     buildsImages: images,
     warnings: artifact.messages.filter((message) => message.level === 'warning').map(describe),
+    buildRoleWarnings: buildRoleGrantWarnings(config),
     lookups: (assembly.manifest.missing ?? []).map((missing) => missing.key),
   };
 }

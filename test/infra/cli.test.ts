@@ -126,6 +126,25 @@ describe('cbactions deploy / diff / destroy', () => {
     expect(result.stderr).toContain('deploy.memoryMiB: 100 MiB is not a Fargate memory size');
   });
 
+  it('the dry run warns, naming the role and its grants, when the build role gets broad permissions', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-deploy-'));
+    const config = join(dir, 'admin.yml');
+    const valid = parseYaml(
+      renderStarterConfig({ scope: { organization: 'octo' }, auth: { kind: 'pat' }, pools: [{ name: 'default', labels: ['x'] }], projectName: 'cbactions', stackName: 'cbactions' }),
+    ) as Record<string, Record<string, unknown>>;
+    writeFileSync(config, JSON.stringify({ ...valid, deploy: { ...valid.deploy, buildRole: { managedPolicyArns: ['arn:aws:iam::aws:policy/AdministratorAccess'] } } }));
+    const result = await cbactions(['deploy', '--config', config, '--dry-run', '--output-dir', join(dir, 'out')], { cwd: dir });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('dry run: nothing was deployed');
+    const warnings = result.stderr.split('\n').filter((line) => line.startsWith('warning: '));
+    expect(warnings).toEqual([
+      "warning: the project's build role (deploy.buildRole) is granted AdministratorAccess: job code in its builds may use all of that, " +
+        "but cbactions' Deny guards in the payload bucket and key policies keep each build to its own payload regardless; " +
+        'it can also administer IAM, so job code could create another principal and, with that, change those policies: ' +
+        'such a build role is an account administrator (README, "Security")',
+    ]);
+  });
+
   it('without --config or CBACTIONS_CONFIG it says what to pass', async () => {
     const result = await cbactions(['diff']);
     expect(result.code).toBe(2);

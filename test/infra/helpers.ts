@@ -97,6 +97,9 @@ function fakeArn(id: string, type: string | undefined): string {
       return `arn:aws:iam::123456789012:role/${id}`;
     case 'AWS::KMS::Key':
       return `arn:aws:kms:eu-west-1:123456789012:key/${id}`;
+    case 'AWS::S3::Bucket':
+      // Same name as `Ref X` resolves to.
+      return `arn:aws:s3:::ref-${id.toLowerCase()}`;
     default:
       return `arn:aws:fake:eu-west-1:123456789012:${id}`;
   }

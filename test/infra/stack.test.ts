@@ -66,16 +66,17 @@ function kmsStatements(statements: Statement[]): Statement[] {
 
 describe('build roles: a build reaches only its own payload', () => {
   for (const role of ['buildRole', 'armRole'] as const) {
-    it(`${role}: S3 GetObject/DeleteObject only on <prefix>\${aws:userid} and its .cancel marker`, () => {
+    it(`${role}: S3 GetObject/DeleteObject only on <prefix>\${aws:userid} and its .cancel marker, GetObject on its .lease`, () => {
       // The build kit's one object is checked in build-kit.test.ts.
       const statements = roleStatements(full.json, ids[role]).filter((statement) => statement.Sid !== 'ReadBuildKit');
       const s3 = statements.filter((statement) => actionsOf(statement).some((action) => action.startsWith('s3:')));
       const objectStatements = s3.filter((statement) => !actionsOf(statement).includes('s3:ListBucket'));
       expect(objectStatements).toEqual([
         { Sid: 'OwnPayloadOnly', Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: [objectArn(USERID), objectArn(`${USERID}.cancel`)] },
+        { Sid: 'ReadOwnLeaseOnly', Effect: 'Allow', Action: 's3:GetObject', Resource: objectArn(`${USERID}.lease`) },
       ]);
       const list = s3.find((statement) => actionsOf(statement).includes('s3:ListBucket'));
-      expect(list?.Condition).toEqual({ StringEquals: { 's3:prefix': [`jobs/${USERID}`, `jobs/${USERID}.cancel`] } });
+      expect(list?.Condition).toEqual({ StringEquals: { 's3:prefix': [`jobs/${USERID}`, `jobs/${USERID}.cancel`, `jobs/${USERID}.lease`] } });
     });
 
     it(`${role}: kms:Decrypt only with cbactions:userid = \${aws:userid} (or S3's decrypt of that same object)`, () => {
@@ -91,7 +92,7 @@ describe('build roles: a build reaches only its own payload', () => {
       expect(statements.find((statement) => statement.Sid === 'DecryptOwnPayloadObjectOnly')?.Condition).toEqual({
         StringEquals: {
           'kms:ViaService': { 'Fn::Join': ['', ['s3.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }]] },
-          'kms:EncryptionContext:aws:s3:arn': objectArn(USERID),
+          'kms:EncryptionContext:aws:s3:arn': [objectArn(USERID), objectArn(`${USERID}.cancel`), objectArn(`${USERID}.lease`)],
         },
       });
     });
@@ -217,6 +218,45 @@ describe('task role: least privilege for the mux and its workers', () => {
 describe('payload key and bucket', () => {
   it('the key rotates', () => {
     expect((full.json.Resources as Record<string, { Properties: Record<string, unknown> }>)[ids.key]?.Properties.EnableKeyRotation).toBe(true);
+  });
+
+  /** Every role a build may run as: the project's, the ARM pool's own, the legacy pool's existing one. */
+  function buildRoleArns(): unknown[] {
+    return [{ 'Fn::GetAtt': [ids.buildRole, 'Arn'] }, { 'Fn::GetAtt': [ids.armRole, 'Arn'] }, 'arn:aws:iam::123456789012:role/legacy-builds'];
+  }
+
+  it("the bucket policy's Deny guards name every build role (isolation that survives broad grants; iam-evaluation.test.ts evaluates them)", () => {
+    const [, policy] = resourcesOfType(full.json, 'AWS::S3::BucketPolicy').find(([, resource]) => JSON.stringify((resource.Properties as Record<string, unknown>).Bucket).includes(ids.bucket)) ?? [];
+    const statements = ((policy?.Properties as Record<string, unknown>).PolicyDocument as { Statement: Statement[] }).Statement;
+    const guards = statements.filter((statement) => statement.Sid?.startsWith('Builds'));
+    expect(guards.map((statement) => statement.Sid)).toEqual([
+      'BuildsReachOnlyTheirOwnObjects',
+      'BuildsOnlyGetOrDeleteTheirPayloadAndCancelMarker',
+      'BuildsOnlyReadTheirLease',
+      'BuildsChangeNothingOfTheBucket',
+      'BuildsListOnlyTheirOwnKeys',
+    ]);
+    for (const guard of guards) {
+      expect(guard.Effect).toBe('Deny');
+      expect(guard.Condition?.ArnEquals).toEqual({ 'aws:PrincipalArn': buildRoleArns() });
+    }
+  });
+
+  it("the key policy gives the account administration only; cryptography goes to cbactions' roles, and builds are denied everything but their own Decrypt", () => {
+    const keyPolicy = (full.json.Resources as Record<string, { Properties: { KeyPolicy: { Statement: Statement[] } } }>)[ids.key]?.Properties.KeyPolicy.Statement ?? [];
+    const bySid = new Map(keyPolicy.map((statement) => [statement.Sid, statement]));
+    expect([...bySid.keys()]).toEqual(['KeyAdministrationByTheAccount', 'SealingByTheListenerTask', 'OpeningByBuilds', 'BuildsDoNothingButDecrypt', 'BuildsDecryptOnlyTheirOwn']);
+    const administration = actionsOf(bySid.get('KeyAdministrationByTheAccount')!);
+    for (const crypto of ['kms:*', 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKey*', 'kms:ReEncrypt*', 'kms:CreateGrant', 'kms:Create*']) {
+      expect(administration).not.toContain(crypto);
+    }
+    expect(bySid.get('SealingByTheListenerTask')).toMatchObject({ Action: 'kms:GenerateDataKey', Condition: { ArnEquals: { 'aws:PrincipalArn': [{ 'Fn::GetAtt': [ids.taskRole, 'Arn'] }] } } });
+    expect(bySid.get('OpeningByBuilds')).toMatchObject({ Action: 'kms:Decrypt', Condition: { ArnEquals: { 'aws:PrincipalArn': buildRoleArns() } } });
+    for (const sid of ['BuildsDoNothingButDecrypt', 'BuildsDecryptOnlyTheirOwn']) {
+      expect(bySid.get(sid)?.Effect).toBe('Deny');
+      expect(bySid.get(sid)?.Condition?.ArnEquals).toEqual({ 'aws:PrincipalArn': buildRoleArns() });
+    }
+    expect(bySid.get('BuildsDecryptOnlyTheirOwn')?.Condition?.StringNotEquals).toEqual({ 'kms:EncryptionContext:cbactions:userid': USERID });
   });
 
   it('the bucket: SSE-KMS with the key (no bucket key), public access blocked, 1-day expiry, access logs', () => {
