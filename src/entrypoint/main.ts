@@ -15,6 +15,7 @@ export const EntrypointEnv = {
   ResultDir: 'CBACTIONS_RESULT_DIR',
   PayloadWait: 'CBACTIONS_PAYLOAD_WAIT_SECONDS',
   CancelPoll: 'CBACTIONS_CANCEL_POLL_SECONDS',
+  LeaseCheck: 'CBACTIONS_LEASE_CHECK_SECONDS',
   ComputeType: 'CBACTIONS_COMPUTE_TYPE',
   EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
   PayloadRoleId: 'CBACTIONS_PAYLOAD_ROLE_ID',
@@ -23,6 +24,8 @@ export const EntrypointEnv = {
 } as const;
 
 export const DEFAULT_RUNNER_ROOT = '/actions-runner';
+/** The real worker runs post-steps after a cancel; past this its job is not coming back. */
+const LEASE_CANCEL_GRACE_MS = 120_000;
 
 function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
   const value = env[name];
@@ -102,6 +105,8 @@ export async function runEntrypointCommand(): Promise<number> {
       },
       payloadWaitMs: seconds(env, EntrypointEnv.PayloadWait, 300, 3600),
       cancelPollMs: seconds(env, EntrypointEnv.CancelPoll, 2, 60),
+      leaseCheckMs: seconds(env, EntrypointEnv.LeaseCheck, 60, 3600),
+      leaseCancelGraceMs: LEASE_CANCEL_GRACE_MS,
       stopSignal: stop.signal,
       workerEnv: env,
       runnerInstall: {
