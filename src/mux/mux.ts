@@ -245,8 +245,16 @@ export class Mux {
       this.#log.warn({ event: 'mux.previous-life-unreadable', reason: previous.reason }, 'ignoring the journal a previous mux left; its builds end through their job lease');
     } else if (previous.kind === 'found') {
       const { journal } = previous;
-      const counts = await cleanPreviousLife({ stateDir, journal, registry: this.deps.registry, ...(lifecycle.builds ? { builds: lifecycle.builds } : {}), logger: this.#log, signal });
+      const { counts, leftovers } = await cleanPreviousLife({ stateDir, journal, registry: this.deps.registry, ...(lifecycle.builds ? { builds: lifecycle.builds } : {}), logger: this.#log, signal });
       this.#log.info({ event: 'mux.previous-life-cleaned', instance: journal.instance, pid: journal.pid, registrations: journal.registrations.length, builds: journal.builds.length, ...counts });
+      this.#journal = lifecycle.open();
+      // Not undone yet: this life's exit sweep retries the registrations, and its journal keeps both for the next.
+      for (const registration of leftovers.registrations) {
+        this.#registrations.set(registration.runnerId, registration.name);
+        this.#journal.addRegistration(registration);
+      }
+      for (const build of leftovers.builds) this.#journal.addBuild(build);
+      return;
     }
     this.#journal = lifecycle.open();
   }

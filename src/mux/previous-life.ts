@@ -245,6 +245,12 @@ export interface PreviousLifeCleanup {
   failures: number;
 }
 
+/** What could not be undone: carried into this life's journal, so it is tried again. */
+export interface PreviousLifeLeftovers {
+  registrations: JournalRegistration[];
+  builds: JournalBuild[];
+}
+
 export interface CleanPreviousLifeOptions {
   stateDir: string;
   journal: JournalContents;
@@ -262,9 +268,15 @@ const BATCH = 100;
  * are fine), deletes its registrations (already gone is fine), removes its slots'
  * registration files. Each failure is logged and counted, never thrown.
  */
-export async function cleanPreviousLife(options: CleanPreviousLifeOptions): Promise<PreviousLifeCleanup> {
+export async function cleanPreviousLife(options: CleanPreviousLifeOptions): Promise<{ counts: PreviousLifeCleanup; leftovers: PreviousLifeLeftovers }> {
   const { journal, logger, signal } = options;
   const result: PreviousLifeCleanup = { registrationsRemoved: 0, buildsStopped: 0, buildsEnded: 0, filesRemoved: 0, failures: 0 };
+  const leftovers: PreviousLifeLeftovers = { registrations: [], builds: [] };
+  const slotOf = new Map(journal.builds.map((build) => [build.buildId, build.slot]));
+  const leftBuild = (buildId: string) => {
+    const slot = slotOf.get(buildId);
+    leftovers.builds.push({ buildId, ...(slot ? { slot } : {}) });
+  };
   const buildIds = [...new Set(journal.builds.map((build) => build.buildId))];
   if (options.builds && buildIds.length > 0) {
     for (let start = 0; start < buildIds.length; start += BATCH) {
@@ -286,12 +298,14 @@ export async function cleanPreviousLife(options: CleanPreviousLifeOptions): Prom
           logger.info({ event: 'mux.previous-life-build-stopped', buildId });
         } catch (error) {
           result.failures += 1;
+          leftBuild(buildId);
           logger.warn({ event: 'mux.previous-life-build-stop-failed', buildId, error: awsErrorName(error) });
         }
       }
     }
   } else if (buildIds.length > 0) {
     result.failures += buildIds.length;
+    buildIds.forEach(leftBuild);
     logger.warn({ event: 'mux.previous-life-builds-not-stopped', builds: buildIds, reason: 'no CodeBuild client' });
   }
   for (const registration of journal.registrations) {
@@ -301,6 +315,8 @@ export async function cleanPreviousLife(options: CleanPreviousLifeOptions): Prom
       logger.info({ event: 'mux.previous-life-registration-removed', runner: registration.name, runnerId: registration.runnerId, existed });
     } catch (error) {
       result.failures += 1;
+      // GitHub refuses to delete a runner it still thinks busy: the exit sweep or a next life retries.
+      leftovers.registrations.push(registration);
       logger.warn({ event: 'mux.previous-life-registration-remove-failed', runner: registration.name, runnerId: registration.runnerId, error: describeError(error) });
     }
   }
@@ -322,5 +338,5 @@ export async function cleanPreviousLife(options: CleanPreviousLifeOptions): Prom
       }
     }
   }
-  return result;
+  return { counts: result, leftovers };
 }

@@ -154,7 +154,7 @@ describe('cleanPreviousLife', () => {
       builds,
       logger,
     });
-    expect(result).toEqual({ registrationsRemoved: 2, buildsStopped: 1, buildsEnded: 2, filesRemoved: 7, failures: 0 });
+    expect(result).toEqual({ counts: { registrationsRemoved: 2, buildsStopped: 1, buildsEnded: 2, filesRemoved: 7, failures: 0 }, leftovers: { registrations: [], builds: [] } });
     expect(builds.builds.get(running)?.status).toBe('STOPPED');
     expect(builds.calls.filter((call) => call.op === 'stop').map((call) => call.arg)).toEqual([running]);
     expect(registry.deleted).toEqual([11, 12]);
@@ -177,7 +177,11 @@ describe('cleanPreviousLife', () => {
       builds,
       logger: captureLogger().logger,
     });
-    expect(result).toEqual({ registrationsRemoved: 1, buildsStopped: 1, buildsEnded: 0, filesRemoved: 0, failures: 2 });
+    expect(result).toEqual({
+      counts: { registrationsRemoved: 1, buildsStopped: 1, buildsEnded: 0, filesRemoved: 0, failures: 2 },
+      // Tried again by this life's exit sweep and kept in its journal for the next.
+      leftovers: { registrations: [{ runnerId: 21, name: 'r1', slot: 'default-0' }], builds: [{ buildId: first }] },
+    });
     expect(builds.builds.get(second)?.status).toBe('STOPPED');
     expect(registry.deleted).toEqual([22]);
   });
