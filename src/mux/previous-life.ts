@@ -13,7 +13,7 @@
  *   removed — only under `<stateDir>/slots/<slot>` and `<stateDir>/roots/<slot>`, where the
  *   slot id must look like one the mux makes.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -325,6 +325,14 @@ export async function cleanPreviousLife(options: CleanPreviousLifeOptions): Prom
     // The schema already refused anything but `<pool>-<n>`; check again right where paths are made.
     if (!SLOT_ID.test(slot)) continue;
     for (const dir of [join(options.stateDir, 'slots', slot), join(options.stateDir, 'roots', slot)]) {
+      // Only a real directory of ours: a symlink there would lead the deletes elsewhere.
+      let isDirectory = false;
+      try {
+        isDirectory = lstatSync(dir).isDirectory();
+      } catch {
+        // not there: nothing to remove
+      }
+      if (!isDirectory) continue;
       for (const name of REDIRECTED_FILE_NAMES) {
         const path = join(dir, name);
         try {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -139,6 +139,10 @@ describe('cleanPreviousLife', () => {
     writeFileSync(join(dir, 'roots', 'default-0', 'config.sh'), 'kept');
     mkdirSync(join(dir, 'slots', 'other-9'), { recursive: true });
     writeFileSync(join(dir, 'slots', 'other-9', '.runner'), 'not in the journal');
+    // A slot directory that is a symlink leads elsewhere: never followed.
+    const elsewhere = mkdtempSync(join(tmpdir(), 'elsewhere-'));
+    writeFileSync(join(elsewhere, '.runner'), 'not ours');
+    symlinkSync(elsewhere, join(dir, 'roots', 'default-1'));
     const registry = recordingRegistry();
     const { logger, records } = captureLogger();
     const result = await cleanPreviousLife({
@@ -161,6 +165,7 @@ describe('cleanPreviousLife', () => {
     expect(readdirSync(join(dir, 'slots', 'default-0'))).toEqual([]);
     expect(readdirSync(join(dir, 'roots', 'default-0'))).toEqual(['config.sh']);
     expect(readFileSync(join(dir, 'slots', 'other-9', '.runner'), 'utf8')).toBe('not in the journal');
+    expect(readFileSync(join(elsewhere, '.runner'), 'utf8')).toBe('not ours');
     expect(records.filter((record) => record.event === 'mux.previous-life-build-stopped')).toEqual([expect.objectContaining({ buildId: running })]);
   });
 
