@@ -24,7 +24,7 @@ import { WATCHER_SOCKET_VARIABLE } from '../worker/watcher/protocol.js';
 import { WatcherServer } from '../worker/watcher/watcher-server.js';
 import { createGitHubClient } from './github-client.js';
 import { muxInstanceId } from './instance-id.js';
-import { Mux } from './mux.js';
+import { Mux, MuxErrorCode } from './mux.js';
 import { OctokitRunnerRegistry } from './octokit-registry.js';
 import { currentProcessIdentity, MuxJournal, readPreviousJournal, StateDirLock } from './previous-life.js';
 import { RegistryErrorCode } from './runner-registry.js';
@@ -86,7 +86,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
   try {
     // Without it a listener outlives a mux that dies hard (SIGKILL) and takes jobs nobody runs.
     const launcherPath = builtPreloadArtifacts().launcherPath;
-    if (!existsSync(launcherPath)) throw new CbactionsError('MUX_LAUNCHER_MISSING', `${launcherPath} is missing: run "npm run build" (make -C src/preload builds it beside preload.so)`);
+    if (!existsSync(launcherPath)) throw new CbactionsError(MuxErrorCode.LauncherMissing, `${launcherPath} is missing: run "npm run build" (make -C src/preload builds it beside preload.so)`);
     const octokit = await createGitHubClient({ url: config.github.url, scope: config.github.scope, auth: config.github.auth, secrets, logger });
     const registry = new OctokitRunnerRegistry(octokit, config.github.scope);
     await mkdir(config.mux.stateDir, { recursive: true, mode: 0o700 });
@@ -124,8 +124,9 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
           mux.recordBuild(event.build.buildId, event.build.slot);
           if (event.build.slot) mux.setSlotBuild(event.build.slot, event.build.buildId);
         }
-        // An orphan that could not be stopped stays journaled: the next life tries again.
-        if (event.kind === 'finished' || (event.kind === 'orphaned' && event.stopped)) mux.forgetBuild(event.build.buildId);
+        // Over: it completed, or its worker is done with it (the worker waits for the end). An
+        // orphan that could not be stopped stays journaled: the next life tries again.
+        if (event.kind === 'finished' || event.kind === 'worker-done' || (event.kind === 'orphaned' && event.stopped)) mux.forgetBuild(event.build.buildId);
       },
     });
     const queueUrl = env[MuxEnv.EventsQueueUrl];

@@ -86,6 +86,8 @@ export interface MuxDependencies {
 
 export const MuxErrorCode = {
   RunnerRoot: 'MUX_RUNNER_ROOT',
+  /** dist/preload/listener-launcher is not built. */
+  LauncherMissing: 'MUX_LAUNCHER_MISSING',
 } as const;
 
 interface PoolRuntime {

@@ -34,6 +34,8 @@ export const PreviousLifeErrorCode = {
 
 /** `<pool>-<index>` as Mux names slots (pool names: src/config/schema.ts). Never a path. */
 const SLOT_ID = /^[a-z0-9][a-z0-9-]{0,30}-\d{1,4}$/;
+/** Per list; the schema accepts up to 10,000, so a journal this life writes always reads back. */
+const MAX_JOURNALED = 5_000;
 
 const journalSchema = z.strictObject({
   version: z.literal(1),
@@ -202,7 +204,7 @@ export class MuxJournal {
   }
 
   addRegistration(registration: JournalRegistration): void {
-    this.#contents.registrations = [...this.#contents.registrations.filter((entry) => entry.runnerId !== registration.runnerId), registration];
+    this.#contents.registrations = [...this.#contents.registrations.filter((entry) => entry.runnerId !== registration.runnerId), registration].slice(-MAX_JOURNALED);
     this.#write();
   }
 
@@ -216,7 +218,9 @@ export class MuxJournal {
     // Untrusted ids from the watcher socket must not make the journal one the next life rejects.
     if (build.buildId.length === 0 || build.buildId.length > 400) return;
     const slot = build.slot !== undefined && SLOT_ID.test(build.slot) ? build.slot : undefined;
-    this.#contents.builds = [...this.#contents.builds.filter((entry) => entry.buildId !== build.buildId), { buildId: build.buildId, ...(slot ? { slot } : {}) }];
+    const builds = [...this.#contents.builds.filter((entry) => entry.buildId !== build.buildId), { buildId: build.buildId, ...(slot ? { slot } : {}) }];
+    // Bounded (builds whose end the watcher never saw would pile up): the oldest go first, and their lease ends them anyway.
+    this.#contents.builds = builds.slice(-MAX_JOURNALED);
     this.#write();
   }
 
