@@ -7,14 +7,15 @@
 
 ARG NODE_IMAGE=node:22-bookworm-slim
 
-# preload.so (LD_PRELOAD: per-listener .runner/.credentials) and its probe, built with the
-# same Makefile as `npm run build`.
+# preload.so (LD_PRELOAD: per-listener .runner/.credentials), its probe, and the launcher
+# every listener starts through (so listeners die with the mux), built with the same
+# Makefile as `npm run build`.
 FROM ${NODE_IMAGE} AS preload
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev make \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
-COPY src/preload/Makefile src/preload/preload.c src/preload/preload-probe.c src/preload/
+COPY src/preload/Makefile src/preload/preload.c src/preload/preload-probe.c src/preload/listener-launcher.c src/preload/
 RUN make -C src/preload OUT=/out
 
 FROM ${NODE_IMAGE}
@@ -39,7 +40,7 @@ RUN /opt/cbactions/docker/install-runner.sh "${RUNNER_VERSION}" /actions-runner 
 COPY docker/image-package.json /opt/cbactions/package.json
 COPY bin/cbactions /opt/cbactions/bin/cbactions
 COPY dist/bundle/cbactions.mjs /opt/cbactions/dist/src/cli/main.js
-COPY src/preload/Makefile src/preload/preload.c src/preload/preload-probe.c /opt/cbactions/src/preload/
+COPY src/preload/Makefile src/preload/preload.c src/preload/preload-probe.c src/preload/listener-launcher.c /opt/cbactions/src/preload/
 COPY --from=preload /out/ /opt/cbactions/dist/preload/
 COPY docker/listener-entrypoint.sh /usr/local/bin/cbactions-listener-entrypoint
 

@@ -13,6 +13,8 @@ import { PACKAGE_ROOT } from '../util/package-root.js';
 export { EntrypointEnv } from './environment.js';
 
 export const DEFAULT_RUNNER_ROOT = '/actions-runner';
+/** The real worker runs post-steps after a cancel; past this its job is not coming back. */
+const LEASE_CANCEL_GRACE_MS = 120_000;
 
 function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
   const value = env[name];
@@ -92,6 +94,8 @@ export async function runEntrypointCommand(): Promise<number> {
       },
       payloadWaitMs: seconds(env, EntrypointEnv.PayloadWait, 300, 3600),
       cancelPollMs: seconds(env, EntrypointEnv.CancelPoll, 2, 60),
+      leaseCheckMs: seconds(env, EntrypointEnv.LeaseCheck, 60, 3600),
+      leaseCancelGraceMs: LEASE_CANCEL_GRACE_MS,
       stopSignal: stop.signal,
       workerEnv: env,
       runnerInstall: {

@@ -23,6 +23,15 @@ export interface EntrypointDependencies {
   facts: BuildFacts;
   payloadWaitMs: number;
   cancelPollMs: number;
+  /**
+   * How often the job's lease is checked. When the holder (the worker) let it expire, it is
+   * gone: the job is cancelled like a StopBuild and the result is JOB_LEASE_EXPIRED.
+   */
+  leaseCheckMs: number;
+  /** After a lease-expiry cancel, how long the real worker may take before it is killed. */
+  leaseCancelGraceMs: number;
+  /** The clock leases are compared with (tests inject one). */
+  now?: () => number;
   /** Aborts when CodeBuild (or the local build service) stops the build: relayed as a cancel. */
   stopSignal: AbortSignal;
   /** Environment for the real worker (the build's own). */
@@ -32,6 +41,9 @@ export interface EntrypointDependencies {
 }
 
 export type EntrypointResult = { kind: 'exit-code'; exitCode: number } | { kind: 'failure'; code: string; message: string };
+
+/** The result code of a build whose job holder let its lease expire. */
+export const LEASE_EXPIRED = 'JOB_LEASE_EXPIRED';
 
 export const RESULT_FILES = { exitCode: 'exit-code', failure: 'failure', hook: 'job-started.sh' } as const;
 
@@ -151,20 +163,57 @@ export async function runEntrypoint(deps: EntrypointDependencies): Promise<Entry
     }
   })();
 
+  // The job's lease: its holder renews it while it lives. A missing lease (an older worker,
+  // or one released at the end of the job) is no verdict; only an expired one is.
+  const now = deps.now ?? Date.now;
+  let leaseExpired: Date | undefined;
+  let killTimer: NodeJS.Timeout | undefined;
+  void (async () => {
+    let missingLogged = false;
+    while (!polling.signal.aborted) {
+      try {
+        await sleep(deps.leaseCheckMs, polling.signal);
+        const lease = await deps.store.readLease(binding, polling.signal);
+        if (lease === undefined) {
+          if (!missingLogged) logger.warn({ event: 'entrypoint.lease-missing', buildId: binding.buildId }, 'no job lease to watch');
+          missingLogged = true;
+          continue;
+        }
+        if (lease.expiresAt.getTime() >= now()) continue;
+        leaseExpired = lease.expiresAt;
+        logger.error({ event: 'entrypoint.lease-expired', code: LEASE_EXPIRED, buildId: binding.buildId, expiredAt: lease.expiresAt.toISOString() }, 'the job lease expired: its holder is gone');
+        sendCancel('lease expired');
+        killTimer = setTimeout(() => {
+          logger.warn({ event: 'entrypoint.worker-killed', reason: 'no exit after the lease-expiry cancel', graceMs: deps.leaseCancelGraceMs }, 'killing Runner.Worker');
+          child.kill('SIGKILL');
+        }, deps.leaseCancelGraceMs);
+        return;
+      } catch (error) {
+        if (polling.signal.aborted) return;
+        logger.warn({ event: 'entrypoint.lease-check-failed', error: describeError(error) }, 'checking the job lease failed');
+      }
+    }
+  })();
+
   let outcome: { code: number | null; signal: NodeJS.Signals | null };
   try {
     outcome = await exited;
   } catch (error) {
+    clearTimeout(killTimer);
     polling.abort();
     if (isCbactionsError(error)) return { kind: 'failure', code: error.code, message: error.message };
     throw error;
   }
+  clearTimeout(killTimer);
   polling.abort();
   toWorker.destroy();
   fromWorker.destroy();
   await deps.store.clearCancel(binding).catch(() => {});
   const exitCode = outcome.code ?? 128 + signalNumber(outcome.signal);
   logger.info({ event: 'entrypoint.worker-exited', exitCode, signal: outcome.signal, cancelSent }, 'Runner.Worker exited');
+  if (leaseExpired !== undefined) {
+    return { kind: 'failure', code: LEASE_EXPIRED, message: `the job's lease expired at ${leaseExpired.toISOString()} (the cbactions worker holding the job is gone); the job was cancelled (Runner.Worker exited ${exitCode})` };
+  }
   return { kind: 'exit-code', exitCode };
 }
 

@@ -23,6 +23,12 @@ export interface StartListenerOptions {
   onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
   /** After `exit`, how long to wait for stdio to close; default 2 s. */
   closeGraceMs?: number;
+  /**
+   * `listener-launcher` (src/preload/listener-launcher.c): when set, the program runs through
+   * it and gets SIGKILL when this process dies, even by SIGKILL. Without it a listener of a
+   * mux that died hard lives on (own process group) and keeps taking jobs.
+   */
+  launcher?: string;
 }
 
 const KILL_WAIT_MS = 5_000;
@@ -37,7 +43,8 @@ export class ListenerProcess {
   #exited = false;
 
   private constructor(options: StartListenerOptions) {
-    const child = spawn(options.file, options.args, {
+    const [file, args] = options.launcher === undefined ? [options.file, options.args] : [options.launcher, [String(process.pid), options.file, ...options.args]];
+    const child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env,
       detached: true,

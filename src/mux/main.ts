@@ -4,6 +4,7 @@
  */
 import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,7 +14,7 @@ import type { SecretSource } from '../config/schema.js';
 import { builtPreloadArtifacts } from '../preload/contract.js';
 import { probePreload } from '../preload/probe.js';
 import { ExitCode } from '../protocol/exit-codes.js';
-import { describeError, isCbactionsError } from '../util/errors.js';
+import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { CodeBuildBuildService } from '../worker/build-service.js';
 import { installWorkerShim, workerEntry } from '../worker/install.js';
@@ -22,8 +23,10 @@ import { BuildWatcher } from '../worker/watcher/build-watcher.js';
 import { WATCHER_SOCKET_VARIABLE } from '../worker/watcher/protocol.js';
 import { WatcherServer } from '../worker/watcher/watcher-server.js';
 import { createGitHubClient } from './github-client.js';
-import { Mux } from './mux.js';
+import { muxInstanceId } from './instance-id.js';
+import { Mux, MuxErrorCode } from './mux.js';
 import { OctokitRunnerRegistry } from './octokit-registry.js';
+import { currentProcessIdentity, MuxJournal, readPreviousJournal, StateDirLock } from './previous-life.js';
 import { RegistryErrorCode } from './runner-registry.js';
 import { secretEnvNames } from './secret-source.js';
 
@@ -79,10 +82,19 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
   const watcher = new BuildWatcher(builds, logger);
   const background = new AbortController();
   let server: WatcherServer | undefined;
+  let lock: StateDirLock | undefined;
   try {
+    // Without it a listener outlives a mux that dies hard (SIGKILL) and takes jobs nobody runs.
+    const launcherPath = builtPreloadArtifacts().launcherPath;
+    if (!existsSync(launcherPath)) throw new CbactionsError(MuxErrorCode.LauncherMissing, `${launcherPath} is missing: run "npm run build" (make -C src/preload builds it beside preload.so)`);
     const octokit = await createGitHubClient({ url: config.github.url, scope: config.github.scope, auth: config.github.auth, secrets, logger });
     const registry = new OctokitRunnerRegistry(octokit, config.github.scope);
     await mkdir(config.mux.stateDir, { recursive: true, mode: 0o700 });
+    const stateDir = resolve(config.mux.stateDir);
+    const self = currentProcessIdentity();
+    lock = StateDirLock.acquire(stateDir, self, logger);
+    const instance = await muxInstanceId({ env, hostname: hostname(), stateDir, logger });
+    const previous = readPreviousJournal(stateDir);
     const socketPath = join(config.mux.stateDir, 'watcher.sock');
     const mux = new Mux({
       config,
@@ -97,6 +109,9 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
       defaultPreloadPath: () => builtPreloadArtifacts().preloadPath,
       probePreload,
       installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, workerEntry()),
+      listenerLauncher: launcherPath,
+      instance,
+      lifecycle: { previous, open: () => new MuxJournal(stateDir, { instance, ...self }, logger), builds },
     });
     watcher.start();
     server = await WatcherServer.listen({
@@ -105,7 +120,13 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
       builds,
       logger,
       onEvent: (event) => {
-        if (event.kind === 'tracked' && event.build.slot) mux.setSlotBuild(event.build.slot, event.build.buildId);
+        if (event.kind === 'tracked') {
+          mux.recordBuild(event.build.buildId, event.build.slot);
+          if (event.build.slot) mux.setSlotBuild(event.build.slot, event.build.buildId);
+        }
+        // Over: it completed, or its worker is done with it (the worker waits for the end). An
+        // orphan that could not be stopped stays journaled: the next life tries again.
+        if (event.kind === 'finished' || event.kind === 'worker-done' || (event.kind === 'orphaned' && event.stopped)) mux.forgetBuild(event.build.buildId);
       },
     });
     const queueUrl = env[MuxEnv.EventsQueueUrl];
@@ -121,6 +142,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
     await watcher.close();
     codebuild.destroy();
     secretsManager?.destroy();
+    lock?.release();
   }
 }
 

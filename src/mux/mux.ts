@@ -10,9 +10,11 @@ import type { ProbePreloadOptions, ProbePreloadResult } from '../preload/probe.j
 import { ExitCode } from '../protocol/exit-codes.js';
 import { CbactionsError, describeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import type { BuildService } from '../worker/build-service.js';
 import { chooseIsolation, IsolationErrorCode, type IsolationChoice } from './isolation.js';
 import { MuxMetrics } from './metrics.js';
 import { isOwnRunnerName } from './naming.js';
+import { cleanPreviousLife, type MuxJournal, type PreviousJournal } from './previous-life.js';
 import type { RegisteredRunner, RunnerGroup, RunnerRegistry } from './runner-registry.js';
 import { scopeWebUrl } from './scope.js';
 import { ISOLATION_ENV_NAMES, prepareSlotLayout } from './slot-layout.js';
@@ -29,6 +31,8 @@ export const ListenerEnv = {
   Pool: 'CBACTIONS_POOL',
   Slot: 'CBACTIONS_SLOT',
   WorkerLog: 'CBACTIONS_WORKER_LOG',
+  /** Names this mux (ECS task ARN, else host + state dir); the worker puts it on every build it starts. */
+  MuxInstance: 'CBACTIONS_MUX_INSTANCE',
   AllowRoot: 'RUNNER_ALLOW_RUNASROOT',
   VersionDeprecatedExitCode: 'ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE',
 } as const;
@@ -57,14 +61,33 @@ export interface MuxDependencies {
   /** The default preload.so when `mux.preloadPath` is not set; asked only when a probe is due. */
   defaultPreloadPath: () => string;
   probePreload: (options: ProbePreloadOptions) => Promise<ProbePreloadResult>;
+  /**
+   * `listener-launcher` (dist/preload/): every listener runs through it and dies with the mux.
+   * Only in-process tests leave it out (their listeners are the test's own children).
+   */
+  listenerLauncher?: string;
   /** Installs the Runner.Worker shim (src/worker/install.ts) into the runner root. */
   installWorkerShim: (runnerRoot: string) => Promise<{ shimPath: string; keptOriginal?: string }>;
+  /**
+   * What survives a hard death (previous-life.ts): the journal the previous mux on this state
+   * directory left (read while holding the state lock), how to open this life's, and the
+   * CodeBuild client to stop the previous life's builds with. Absent: no journal is kept.
+   */
+  lifecycle?: {
+    previous: PreviousJournal;
+    open: () => MuxJournal;
+    builds?: Pick<BuildService, 'getBuilds' | 'stopBuild'>;
+  };
+  /** `CBACTIONS_MUX_INSTANCE` for listeners and workers. */
+  instance?: string;
   fetchImpl?: typeof fetch;
   random?: () => number;
 }
 
 export const MuxErrorCode = {
   RunnerRoot: 'MUX_RUNNER_ROOT',
+  /** dist/preload/listener-launcher is not built. */
+  LauncherMissing: 'MUX_LAUNCHER_MISSING',
 } as const;
 
 interface PoolRuntime {
@@ -85,6 +108,7 @@ export class Mux {
   #protection: TaskProtection;
   #statusServer: StatusServer | undefined;
   #registrations = new Map<number, string>();
+  #journal: MuxJournal | undefined;
   readonly #log: Logger;
 
   constructor(private readonly deps: MuxDependencies) {
@@ -114,6 +138,16 @@ export class Mux {
     return slot ? slot.setBuild(buildId) : false;
   }
 
+  /** The watcher saw a worker start `buildId`: journaled, so a next life can stop it if this one dies. */
+  recordBuild(buildId: string, slotId: string | undefined): void {
+    this.#journal?.addBuild({ buildId, ...(slotId ? { slot: slotId } : {}) });
+  }
+
+  /** The build ended (or was stopped as an orphan). */
+  forgetBuild(buildId: string): void {
+    this.#journal?.removeBuild(buildId);
+  }
+
   status(): MuxStatus {
     return {
       host: this.deps.hostname,
@@ -140,6 +174,7 @@ export class Mux {
     }
     const stateDir = resolve(config.mux.stateDir);
     await mkdir(join(stateDir, 'logs'), { recursive: true });
+    await this.#cleanPreviousLife(stateDir, signal);
     this.#isolation = await this.#chooseIsolation(runnerRoot, stateDir);
     const runnerGroup = await this.#runnerGroup(signal);
     await this.#removeStaleRegistrations(signal);
@@ -199,6 +234,33 @@ export class Mux {
     return ExitCode.InfrastructureFailure;
   }
 
+  /**
+   * Before any slot starts: what a previous mux on this state directory left when it died
+   * hard (its builds, registrations, slot files) goes, then this life's journal begins. The
+   * old journal is replaced only after the cleanup, so dying during it loses nothing.
+   */
+  async #cleanPreviousLife(stateDir: string, signal: AbortSignal): Promise<void> {
+    const lifecycle = this.deps.lifecycle;
+    if (!lifecycle) return;
+    const { previous } = lifecycle;
+    if (previous.kind === 'corrupt') {
+      this.#log.warn({ event: 'mux.previous-life-unreadable', reason: previous.reason }, 'ignoring the journal a previous mux left; its builds end through their job lease');
+    } else if (previous.kind === 'found') {
+      const { journal } = previous;
+      const { counts, leftovers } = await cleanPreviousLife({ stateDir, journal, registry: this.deps.registry, ...(lifecycle.builds ? { builds: lifecycle.builds } : {}), logger: this.#log, signal });
+      this.#log.info({ event: 'mux.previous-life-cleaned', instance: journal.instance, pid: journal.pid, registrations: journal.registrations.length, builds: journal.builds.length, ...counts });
+      this.#journal = lifecycle.open();
+      // Not undone yet: this life's exit sweep retries the registrations, and its journal keeps both for the next.
+      for (const registration of leftovers.registrations) {
+        this.#registrations.set(registration.runnerId, registration.name);
+        this.#journal.addRegistration(registration);
+      }
+      for (const build of leftovers.builds) this.#journal.addBuild(build);
+      return;
+    }
+    this.#journal = lifecycle.open();
+  }
+
   async #runnerRoot(): Promise<string> {
     const configured = resolve(this.deps.config.mux.runnerRoot);
     try {
@@ -256,6 +318,7 @@ export class Mux {
       try {
         await this.deps.registry.deleteRunner(runner.id, { signal });
         this.#registrations.delete(runner.id);
+        this.#journal?.removeRegistration(runner.id);
         this.#log.info({ event, runner: runner.name, runnerId: runner.id, status: runner.status });
       } catch (error) {
         this.#log.warn({ event: `${event}-failed`, runner: runner.name, runnerId: runner.id, error: describeError(error) });
@@ -284,6 +347,8 @@ export class Mux {
     env[ListenerEnv.Slot] = slotId;
     env[ListenerEnv.WorkerLog] = join(stateDir, 'logs', `${slotId}.worker.log`);
     env[ListenerEnv.VersionDeprecatedExitCode] = '1';
+    if (this.deps.instance) env[ListenerEnv.MuxInstance] = this.deps.instance;
+    else delete env[ListenerEnv.MuxInstance];
     if (this.deps.isRoot) env[ListenerEnv.AllowRoot] = '1';
     return env;
   }
@@ -318,11 +383,18 @@ export class Mux {
             healthyAfterMs: config.mux.listenerBackoff.healthyAfterSeconds * 1000,
           },
           stopGraceMs: config.mux.listenerStopTimeoutSeconds * 1000,
+          ...(this.deps.listenerLauncher ? { launcher: this.deps.listenerLauncher } : {}),
           logger: this.#log,
           metrics: this.metrics,
           onChange: () => this.#protection.setDesired(this.#slots.some((candidate) => candidate.busy)),
-          onRegistered: (runnerId, name) => this.#registrations.set(runnerId, name),
-          onReleased: (runnerId) => this.#registrations.delete(runnerId),
+          onRegistered: (runnerId, name) => {
+            this.#registrations.set(runnerId, name);
+            this.#journal?.addRegistration({ runnerId, name, slot: slotId });
+          },
+          onReleased: (runnerId) => {
+            this.#registrations.delete(runnerId);
+            this.#journal?.removeRegistration(runnerId);
+          },
           onStopPool: (reason) => this.#stopPool(pool, reason),
           random: this.deps.random,
         });

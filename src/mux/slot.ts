@@ -71,6 +71,8 @@ export interface SlotOptions {
   env: NodeJS.ProcessEnv;
   backoff: RestartBackoffPolicy;
   stopGraceMs: number;
+  /** Every listener (and `configure`) runs through it, so none outlives the mux (listener-process.ts). */
+  launcher?: string;
   logger: Logger;
   metrics: MuxMetrics;
   /** Called on every state change (task protection, metrics). */
@@ -271,6 +273,7 @@ export class Slot {
     // The token is on argv as config.sh takes it; it is short-lived and can only register runners.
     const configure = ListenerProcess.start({
       file: layout.listenerPath,
+      ...(this.options.launcher ? { launcher: this.options.launcher } : {}),
       args,
       cwd: layout.root,
       env: this.#listenerEnv(),
@@ -309,6 +312,7 @@ export class Slot {
     let stoppedByMux = false;
     const listener = ListenerProcess.start({
       file: layout.listenerPath,
+      ...(this.options.launcher ? { launcher: this.options.launcher } : {}),
       args: ['run'],
       cwd: layout.root,
       env: this.#listenerEnv(),

@@ -89,17 +89,20 @@ export const HARD_LINK_ROOT_SKIPPED_NAMES: readonly string[] = [...REDIRECTED_FI
 /** File names the Makefile produces (in `dist/preload/` by default). */
 export const PRELOAD_LIBRARY_FILE = 'preload.so';
 export const PRELOAD_PROBE_FILE = 'preload-probe';
+export const LISTENER_LAUNCHER_FILE = 'listener-launcher';
 
 export interface PreloadArtifacts {
   /** The LD_PRELOAD library. */
   preloadPath: string;
   /** The program `probePreload` runs under the library. */
   probePath: string;
+  /** `listener-launcher PARENT_PID PROGRAM ARG...`: runs PROGRAM with a death signal tied to its starter. */
+  launcherPath: string;
 }
 
-/** The two build outputs in `dir` (what `make -C src/preload OUT=dir` writes). */
+/** The build outputs in `dir` (what `make -C src/preload OUT=dir` writes). */
 export function preloadArtifactsIn(dir: string): PreloadArtifacts {
-  return { preloadPath: join(dir, PRELOAD_LIBRARY_FILE), probePath: join(dir, PRELOAD_PROBE_FILE) };
+  return { preloadPath: join(dir, PRELOAD_LIBRARY_FILE), probePath: join(dir, PRELOAD_PROBE_FILE), launcherPath: join(dir, LISTENER_LAUNCHER_FILE) };
 }
 
 /**

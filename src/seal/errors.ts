@@ -40,6 +40,8 @@ export const SealErrorCode = {
   BadReference: 'PAYLOAD_BAD_REFERENCE',
   /** A local payload directory operation failed (permissions, disk full, …). */
   StoreIo: 'PAYLOAD_STORE_IO',
+  /** A job lease object that does not hold a lease (written by something else, or torn). */
+  BadLease: 'PAYLOAD_BAD_LEASE',
 
   KmsAccessDenied: 'KMS_ACCESS_DENIED',
   KmsKeyNotFound: 'KMS_KEY_NOT_FOUND',

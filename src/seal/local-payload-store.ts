@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { sleep } from '../util/backoff.js';
 import { CbactionsError } from '../util/errors.js';
 import { SealErrorCode } from './errors.js';
-import type { PayloadBinding, PayloadStore, TakeOptions } from './types.js';
+import { formatLease, parseLease } from './lease.js';
+import type { JobLease, PayloadBinding, PayloadStore, TakeOptions } from './types.js';
 
 export interface LocalPayloadStoreOptions {
   /** Directory holding payloads; created (mode 0700) on first write. */
@@ -119,6 +120,29 @@ export class LocalPayloadStore implements PayloadStore {
   async clearCancel(binding: PayloadBinding, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     await this.#remove(this.#path(binding, '.cancel'));
+  }
+
+  async renewLease(binding: PayloadBinding, lease: JobLease, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    await this.#writeAtomically(this.#path(binding, '.lease'), Buffer.from(formatLease(lease), 'utf8'));
+  }
+
+  async readLease(binding: PayloadBinding, signal?: AbortSignal): Promise<JobLease | undefined> {
+    signal?.throwIfAborted();
+    const path = this.#path(binding, '.lease');
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if (errno(error) === 'ENOENT') return undefined;
+      throw this.#ioError('read', path, error);
+    }
+    return parseLease(text, path);
+  }
+
+  async releaseLease(binding: PayloadBinding, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    await this.#remove(this.#path(binding, '.lease'));
   }
 
   #path(binding: PayloadBinding, suffix: string): string {

@@ -3,7 +3,8 @@ import { sleep } from '../util/backoff.js';
 import { CbactionsError } from '../util/errors.js';
 import { awsErrorName, awsHttpStatus, throwIfAborted, wrapAwsError } from '../util/aws-errors.js';
 import { SealErrorCode } from './errors.js';
-import type { PayloadBinding, PayloadStore, TakeOptions } from './types.js';
+import { formatLease, parseLease } from './lease.js';
+import type { JobLease, PayloadBinding, PayloadStore, TakeOptions } from './types.js';
 
 export interface S3PayloadStoreOptions {
   client: S3Client;
@@ -17,10 +18,17 @@ export interface S3PayloadStoreOptions {
 }
 
 const CANCEL_SUFFIX = '.cancel';
+const LEASE_SUFFIX = '.lease';
+/**
+ * The lease's time travels as object metadata, read with HeadObject: the build role then
+ * needs only s3:GetObject on `<prefix>${aws:userid}.lease`, and no kms:Decrypt even when the
+ * bucket encrypts objects with SSE-KMS (HeadObject does not decrypt).
+ */
+const LEASE_METADATA = 'cbactions-lease-expires';
 
 /**
  * Payloads in S3 at `<prefix><aws:userid>`, so an IAM statement on
- * `arn:aws:s3:::<bucket>/<prefix>${aws:userid}` (and `…${aws:userid}.cancel`) lets each
+ * `arn:aws:s3:::<bucket>/<prefix>${aws:userid}` (and `…${aws:userid}.cancel`, `….lease`) lets each
  * build reach its own object only, even when all builds share one role.
  *
  * Note for policies: without `s3:ListBucket` S3 answers a missing key with 403, not 404,
@@ -126,13 +134,34 @@ export class S3PayloadStore implements PayloadStore {
     await this.#delete(this.objectKey(binding) + CANCEL_SUFFIX, signal);
   }
 
-  async #put(key: string, body: Buffer, signal: AbortSignal | undefined): Promise<void> {
+  async renewLease(binding: PayloadBinding, lease: JobLease, signal?: AbortSignal): Promise<void> {
+    await this.#put(this.objectKey(binding) + LEASE_SUFFIX, Buffer.alloc(0), signal, { [LEASE_METADATA]: formatLease(lease) });
+  }
+
+  async readLease(binding: PayloadBinding, signal?: AbortSignal): Promise<JobLease | undefined> {
+    const key = this.objectKey(binding) + LEASE_SUFFIX;
+    let metadata: Record<string, string> | undefined;
+    try {
+      metadata = (await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal })).Metadata;
+    } catch (error) {
+      if (this.#isMissing(error) || this.#isDeniedAsMissing(error)) return undefined;
+      throw this.#wrap('HeadObject', key, error, signal);
+    }
+    return parseLease(metadata?.[LEASE_METADATA] ?? '', `s3://${this.bucket}/${key}`);
+  }
+
+  async releaseLease(binding: PayloadBinding, signal?: AbortSignal): Promise<void> {
+    await this.#delete(this.objectKey(binding) + LEASE_SUFFIX, signal);
+  }
+
+  async #put(key: string, body: Buffer, signal: AbortSignal | undefined, metadata?: Record<string, string>): Promise<void> {
     try {
       await this.#client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: key,
           Body: body,
+          ...(metadata ? { Metadata: metadata } : {}),
           ContentType: 'application/octet-stream',
           ...(this.#kmsKeyId === undefined ? {} : { ServerSideEncryption: 'aws:kms' as const, SSEKMSKeyId: this.#kmsKeyId }),
         }),

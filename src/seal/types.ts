@@ -59,6 +59,20 @@ export interface PayloadStore {
   isCancelRequested(binding: PayloadBinding, signal?: AbortSignal): Promise<boolean>;
   /** Removes the cancel marker (the build's last act). Idempotent. */
   clearCancel(binding: PayloadBinding, signal?: AbortSignal): Promise<void>;
+  /**
+   * The job's lease: whoever holds the job (the worker) renews it while it lives, so a build
+   * whose holder is gone notices and ends (the entrypoint reads it). Replaces any earlier lease.
+   */
+  renewLease(binding: PayloadBinding, lease: JobLease, signal?: AbortSignal): Promise<void>;
+  /** The current lease, or undefined when there is none (never written, or released). Throws PAYLOAD_BAD_LEASE for one that cannot be read as a lease. */
+  readLease(binding: PayloadBinding, signal?: AbortSignal): Promise<JobLease | undefined>;
+  /** The holder lets go at the end of the job. Idempotent. */
+  releaseLease(binding: PayloadBinding, signal?: AbortSignal): Promise<void>;
+}
+
+/** Until when the holder of a job vouches for it. Not secret: a time only. */
+export interface JobLease {
+  expiresAt: Date;
 }
 
 /** What travels to the build. Never the runner's RSA key (`.credentials_rsaparams`). */

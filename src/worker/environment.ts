@@ -15,6 +15,9 @@ export const WorkerEnv = {
   RunnerVersion: 'CBACTIONS_RUNNER_VERSION',
   Slot: 'CBACTIONS_SLOT',
   WatcherSocket: 'CBACTIONS_WATCHER_SOCKET' satisfies typeof WATCHER_SOCKET_VARIABLE,
+  MuxInstance: 'CBACTIONS_MUX_INSTANCE',
+  LeaseRenew: 'CBACTIONS_LEASE_RENEW_SECONDS',
+  LeaseTtl: 'CBACTIONS_LEASE_TTL_SECONDS',
 } as const;
 
 type WorkerVariable = (typeof WorkerEnv)[keyof typeof WorkerEnv] | 'AWS_REGION';
@@ -30,5 +33,8 @@ export const WORKER_ENVIRONMENT: Readonly<Record<WorkerVariable, string>> = {
   CBACTIONS_WATCHER_SOCKET: "the mux's shared build watcher; without it the worker polls CodeBuild itself",
   CBACTIONS_RUNNER_VERSION: 'the runner version, for builds whose image must install it',
   CBACTIONS_CANCEL_GRACE_SECONDS: 'after a cancel, seconds before StopBuild (default 30, at most 40)',
+  CBACTIONS_MUX_INSTANCE: "the mux's name (ECS task ARN, else <host>:<stateDir>), put on every build so a next life or a person can find it",
+  CBACTIONS_LEASE_RENEW_SECONDS: 'how often the job lease is renewed (default 60)',
+  CBACTIONS_LEASE_TTL_SECONDS: 'how long each renewal of the job lease is valid (default 300, at least twice the renewal interval)',
   AWS_REGION: 'region when the config has no codebuild.region (the AWS SDK reads its other variables, e.g. AWS_ENDPOINT_URL_CODEBUILD)',
 };

@@ -15,6 +15,7 @@ import { createLogger, type Logger } from '../util/logger.js';
 import { CodeBuildBuildService } from './build-service.js';
 import { PollingBuildWaiter } from './build-waiter.js';
 import { formatFailure, FailureCode } from './failure.js';
+import { DEFAULT_JOB_LEASE, type JobLeaseSettings } from './job-lease.js';
 import { runJob } from './run-job.js';
 import { WorkerEnv } from './environment.js';
 import { WatcherClient } from './watcher/watcher-client.js';
@@ -49,6 +50,20 @@ function cancelGraceMs(value: string | undefined): number {
     throw new CbactionsError('CONFIG_INVALID', `${WorkerEnv.CancelGrace} must be whole seconds from 0 to 40 (the listener kills the worker 45 s after a cancel), got "${value}"`);
   }
   return Number(value) * 1000;
+}
+
+/** The job lease's timing from the environment (seconds; for tests, short). */
+export function leaseSettings(env: NodeJS.ProcessEnv): JobLeaseSettings {
+  const read = (name: string, fallbackMs: number): number => {
+    const value = env[name];
+    if (value === undefined || value === '') return fallbackMs;
+    if (!/^\d{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 86_400) throw new CbactionsError('CONFIG_INVALID', `${name} must be whole seconds from 1 to 86400, got "${value.slice(0, 20)}"`);
+    return Number(value) * 1000;
+  };
+  const renewMs = read(WorkerEnv.LeaseRenew, DEFAULT_JOB_LEASE.renewMs);
+  const ttlMs = read(WorkerEnv.LeaseTtl, Math.max(DEFAULT_JOB_LEASE.ttlMs, renewMs * 3));
+  if (ttlMs < renewMs * 2) throw new CbactionsError('CONFIG_INVALID', `${WorkerEnv.LeaseTtl} (${ttlMs / 1000} s) must be at least twice ${WorkerEnv.LeaseRenew} (${renewMs / 1000} s), so one failed renewal does not end the job`);
+  return { renewMs, ttlMs };
 }
 
 function workerLogger(env: NodeJS.ProcessEnv, runnerRoot: string): Logger {
@@ -139,6 +154,8 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
         ...(env[WorkerEnv.RunnerVersion] ? { runnerVersion: env[WorkerEnv.RunnerVersion] } : {}),
         cancelGraceMs: cancelGraceMs(env[WorkerEnv.CancelGrace]),
         firstMessageTimeoutMs: 30_000,
+        lease: leaseSettings(env),
+        ...(env[WorkerEnv.MuxInstance] ? { muxInstance: env[WorkerEnv.MuxInstance] } : {}),
       },
     });
     if (outcome.failure) {

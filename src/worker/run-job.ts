@@ -13,6 +13,7 @@ import type { BuildService, BuildSnapshot } from './build-service.js';
 import type { BuildWaiter } from './build-waiter.js';
 import { beforeJobPhase, explainBuild, FailureCode, type JobFailure } from './failure.js';
 import { readJobIds, type JobIds } from './job-request.js';
+import { DEFAULT_JOB_LEASE, holdJobLease, type JobLeaseHandle, type JobLeaseSettings } from './job-lease.js';
 import type { RunnerFiles } from './runner-files.js';
 import { buildOverrides, idempotencyToken, startBuildWithRetries, StartBuildError } from './start-build.js';
 
@@ -28,6 +29,7 @@ export const BuildEnv = {
   ResultDir: 'CBACTIONS_RESULT_DIR',
   ComputeType: 'CBACTIONS_COMPUTE_TYPE',
   EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
+  MuxInstance: 'CBACTIONS_MUX_INSTANCE',
   ExitCode: 'CBACTIONS_EXIT_CODE',
   Failure: 'CBACTIONS_FAILURE',
 } as const;
@@ -45,6 +47,10 @@ export interface JobSettings {
   cancelGraceMs: number;
   /** The real worker waits 30 s for the first message. */
   firstMessageTimeoutMs: number;
+  /** The job lease this worker holds while it lives (job-lease.ts); default DEFAULT_JOB_LEASE. */
+  lease?: JobLeaseSettings;
+  /** The mux's CBACTIONS_MUX_INSTANCE, put on the build so a next life (or a person) can find it. */
+  muxInstance?: string;
 }
 
 /** Lets the host-wide watcher know which builds this worker owns (so orphans get stopped). */
@@ -215,6 +221,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
         ? { [BuildEnv.ComputeType]: settings.build.computeType, [BuildEnv.EnvironmentType]: settings.build.environmentType }
         : {}),
       ...lambdaPaths(settings.build),
+      ...(settings.muxInstance ? { [BuildEnv.MuxInstance]: settings.muxInstance } : {}),
     },
     ...buildOverrides(settings.build),
   };
@@ -293,11 +300,14 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   // gets none — it is stopped at once and the job ends Canceled.
   const cancelledWhileStarting = followUp;
   let failure: JobFailure | undefined;
+  let lease: JobLeaseHandle | undefined;
   if (cancelledWhileStarting !== undefined) {
     await stopBuild(`${cancelledWhileStarting} before the job was delivered`);
   } else {
     onFollowUp = (kind) => void cancel(kind);
     try {
+      // Before the payload: a build that has its job always finds a lease to watch.
+      lease = await holdJobLease({ store: deps.store, binding, settings: settings.lease ?? DEFAULT_JOB_LEASE, logger });
       const sealed = await sealPayload(
         deps.keys,
         {
@@ -337,7 +347,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
     jobScope.abort();
     // A cancel still on its way ends at its next step; its marker must not outlive the cleanup.
     await cancelling?.catch(() => {});
-    await Promise.allSettled([deps.store.delete(binding), deps.store.clearCancel(binding)]);
+    await Promise.allSettled([deps.store.delete(binding), deps.store.clearCancel(binding), lease?.release()]);
   }
   logger.info({ event: 'worker.build-finished', buildId, status: final.status }, 'build finished');
 

@@ -19,11 +19,14 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
   let store: LocalPayloadStore;
   let root: string;
   const binding: PayloadBinding = { buildId: 'cbactions:6f1d2c9e-0000-4000-8000-000000000001' };
+  /** The clock the entrypoint compares job leases with. */
+  let clock = Date.parse('2026-12-01T12:00:00Z');
 
   beforeAll(() => {
     if (!existsSync(FAKE_WORKER_JS)) throw new Error(`${FAKE_WORKER_JS} is missing: run "npm run build" first (npm test does)`);
   });
   beforeEach(() => {
+    clock = Date.parse('2026-12-01T12:00:00Z');
     dir = mkdtempSync(join(tmpdir(), 'entrypoint-'));
     keys = new LocalKeyService(randomBytes(32));
     store = new LocalPayloadStore({ dir: join(dir, 'payloads'), pollMs: 20 });
@@ -56,6 +59,9 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
       facts: { buildId: binding.buildId, buildArn: `arn:aws:codebuild:us-east-1:123456789012:build/${binding.buildId}`, computeType: 'BUILD_GENERAL1_SMALL', image: 'img' },
       payloadWaitMs: 2000,
       cancelPollMs: 50,
+      leaseCheckMs: 50,
+      leaseCancelGraceMs: 10_000,
+      now: () => clock,
       stopSignal: stop.signal,
       workerEnv: { ...process.env, ACTIONS_RUNNER_HOOK_JOB_STARTED: undefined },
       runnerInstall: { installer: join(PROJECT_ROOT, 'docker', 'install-runner.sh'), checksums: join(dir, 'no-checksums.txt') },
@@ -139,6 +145,81 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
     const result = await runEntrypoint(deps());
     expect(result).toMatchObject({ kind: 'failure', code: 'SEAL_WRONG_KEY' });
     expect(existsSync(join(root, '_diag'))).toBe(false);
+  });
+
+  /** Resolves after the entrypoint has read the lease `count` more times (a peer that holds its answer). */
+  function countLeaseReads() {
+    let reads = 0;
+    const waiters: { at: number; resolve: () => void }[] = [];
+    const readLease = store.readLease.bind(store);
+    store.readLease = async (...args) => {
+      const lease = await readLease(...args);
+      reads += 1;
+      for (const waiter of waiters.filter((candidate) => candidate.at <= reads)) waiter.resolve();
+      return lease;
+    };
+    return { afterMoreReads: (count: number) => new Promise<void>((resolve) => waiters.push({ at: reads + count, resolve })) };
+  }
+
+  describe('job lease', () => {
+    it('a job whose lease expired (its holder is gone) is cancelled and ends as JOB_LEASE_EXPIRED; a live lease does not end it', async () => {
+      await deliver(jobMessage({ action: 'wait-for-cancel' }));
+      await store.renewLease(binding, { expiresAt: new Date(clock + 300_000) });
+      const lines: string[] = [];
+      let started!: () => void;
+      const workerStarted = new Promise<void>((resolve) => (started = resolve));
+      const logger = pino({ level: 'info' }, { write: (line: string) => {
+        lines.push(line);
+        if (line.includes('"event":"entrypoint.worker-started"')) started();
+      } });
+      const reads = countLeaseReads();
+      const running = runEntrypoint(deps(undefined, logger));
+      await workerStarted;
+      await reads.afterMoreReads(3);
+      expect(lines.filter((line) => line.includes('"event":"entrypoint.cancel"'))).toEqual([]);
+
+      // Five minutes and a second later nobody has renewed it.
+      clock += 301_000;
+      const result = await running;
+      expect(result).toMatchObject({ kind: 'failure', code: 'JOB_LEASE_EXPIRED' });
+      expect(result.kind === 'failure' && result.message).toContain('lease expired at 2026-12-01T12:05:00.000Z');
+      expect(evidence().messages).toEqual([1, 2]);
+      expect(lines.some((line) => line.includes('"event":"entrypoint.lease-expired"') && line.includes('"code":"JOB_LEASE_EXPIRED"'))).toBe(true);
+    });
+
+    it('a renewed lease keeps the job running past the first expiry', async () => {
+      await deliver(jobMessage({ action: 'wait-for-cancel' }));
+      await store.renewLease(binding, { expiresAt: new Date(clock + 300_000) });
+      const { logger, workerStarted } = loggerUntilWorkerStarted();
+      const reads = countLeaseReads();
+      const running = runEntrypoint(deps(undefined, logger));
+      await workerStarted;
+      await store.renewLease(binding, { expiresAt: new Date(clock + 600_000) });
+      clock += 301_000;
+      await reads.afterMoreReads(3);
+      await store.requestCancel(binding);
+      expect(await running).toEqual({ kind: 'exit-code', exitCode: 103 });
+    });
+
+    it('no lease at all (an older worker) does not end the job', async () => {
+      await deliver(jobMessage({ action: 'wait-for-cancel' }));
+      const { logger, workerStarted } = loggerUntilWorkerStarted();
+      const reads = countLeaseReads();
+      const running = runEntrypoint(deps(undefined, logger));
+      await workerStarted;
+      clock += 86_400_000;
+      await reads.afterMoreReads(3);
+      await store.requestCancel(binding);
+      expect(await running).toEqual({ kind: 'exit-code', exitCode: 103 });
+    });
+
+    it('a worker that ignores the lease-expiry cancel is killed after the grace period', async () => {
+      await deliver(jobMessage({ action: 'ignore-cancel' }));
+      await store.renewLease(binding, { expiresAt: new Date(clock - 1) });
+      const result = await runEntrypoint({ ...deps(), leaseCancelGraceMs: 100 });
+      expect(result).toMatchObject({ kind: 'failure', code: 'JOB_LEASE_EXPIRED' });
+      expect(result.kind === 'failure' && result.message).toContain('Runner.Worker exited 137');
+    });
   });
 
   it('writes results the buildspec exports', async () => {

@@ -2,7 +2,7 @@ import { DockerIgnoreStrategy } from 'aws-cdk-lib';
 import { validate } from 'dockerfile-utils';
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -76,6 +76,15 @@ describe('Dockerfiles', () => {
     expect(text).toContain('make -C src/preload OUT=/out');
     expect(text).toContain('cbactions install-worker /actions-runner');
     expect(text).toMatch(/^USER runner$/m);
+  });
+
+  it('the listener image copies every C source the preload Makefile builds (preload.so, probe, listener launcher), in both stages', () => {
+    const text = readFileSync(join(ROOT, RepoFiles.listenerDockerfile), 'utf8');
+    const copies = text.split('\n').filter((line) => line.startsWith('COPY src/preload/Makefile'));
+    expect(copies).toHaveLength(2);
+    const sources = readdirSync(join(ROOT, 'src', 'preload')).filter((name) => name.endsWith('.c'));
+    expect(sources).toContain('listener-launcher.c');
+    for (const line of copies) for (const source of sources) expect(line, source).toContain(`src/preload/${source}`);
   });
 
   it('the build image has Docker and the start-dockerd script, and keeps the real Runner.Worker', () => {

@@ -2,13 +2,14 @@
  * The Mux class wired in-process (as `cbactions local` or another engineer's code would):
  * the build-id hook, the shim installation, and the exit when every pool has stopped.
  */
-import { mkdtempSync, readFileSync, statSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { createGitHubClient } from '../../src/mux/github-client.js';
 import { Mux } from '../../src/mux/mux.js';
+import { currentProcessIdentity, JOURNAL_FILE, MuxJournal, readPreviousJournal } from '../../src/mux/previous-life.js';
 import { OctokitRunnerRegistry } from '../../src/mux/octokit-registry.js';
 import { formatStatus } from '../../src/mux/status-table.js';
 import { probePreload } from '../../src/preload/probe.js';
@@ -30,11 +31,12 @@ describe('Mux in-process', () => {
     fake = undefined;
   });
 
-  async function start(pools: { name: string; labels: string[]; slots: number }[], mux: Parameters<typeof muxConfig>[0]['mux'] = {}) {
+  async function start(pools: { name: string; labels: string[]; slots: number }[], mux: Parameters<typeof muxConfig>[0]['mux'] = {}, prepareState?: (stateDir: string) => void) {
     fake = await startFakeGitHub({ tokens: [TOKEN] });
     const dir = mkdtempSync(join(tmpdir(), 'mux-in-process-'));
     const runnerRoot = makeMuxRunnerRoot(join(dir, 'runner'));
     const stateDir = join(dir, 'state');
+    prepareState?.(stateDir);
     const config = parseConfig(muxConfig({ fake, runnerRoot, stateDir, pools, mux: { isolation: 'hardlink', ...mux } }));
     const logs = captureLogger();
     const octokit = await createGitHubClient({ url: fake.url, scope: config.github.scope, auth: config.github.auth, secrets: { env: { FAKE_GH_TOKEN: TOKEN } }, logger: logs.logger });
@@ -51,6 +53,7 @@ describe('Mux in-process', () => {
       defaultPreloadPath: () => PRELOAD_SO,
       probePreload,
       installWorkerShim: (root) => installWorkerShim(root, process.execPath, CBACTIONS_BIN),
+      ...(prepareState ? { lifecycle: { previous: readPreviousJournal(stateDir), open: () => new MuxJournal(stateDir, { instance: 'in-process', ...currentProcessIdentity() }, logs.logger) } } : {}),
     });
     const controller = new AbortController();
     const done = instance.run(controller.signal);
@@ -81,6 +84,29 @@ describe('Mux in-process', () => {
     expect(mux.status().slots.find((slot) => slot.id === busy.id)?.buildId).toBeNull();
     controller.abort();
     expect(await done).toBe(0);
+  });
+
+  it('a corrupt journal left by a previous life is a warning, deletes nothing, and this life journals its registrations', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'mux-outside-'));
+    writeFileSync(join(outside, '.runner'), 'not the mux\'s');
+    const { controller, done, logs, stateDir } = await start([{ name: 'journal', labels: ['journal'], slots: 2 }], {}, (dir) => {
+      mkdirSync(dir, { recursive: true });
+      // Valid JSON that tries to walk out of the state directory: refused as a whole.
+      writeFileSync(join(dir, JOURNAL_FILE), JSON.stringify({ version: 1, instance: 'x', pid: 1, processStart: '1', registrations: [{ runnerId: 1, name: 'r', slot: `../../../..${outside}` }], builds: [] }));
+    });
+    const github = fake as FakeGitHub;
+    await waitFor('two polling runners', () => [...github.runners.values()].filter((runner) => runner.lastPollDisableUpdate === true).length === 2);
+    expect(logs.records.find((record) => record.event === 'mux.previous-life-unreadable')).toMatchObject({ reason: expect.stringContaining('registrations.0.slot') });
+    expect(logs.events()).not.toContain('mux.previous-life-cleaned');
+    expect(readFileSync(join(outside, '.runner'), 'utf8')).toBe("not the mux's");
+    const journaled = readPreviousJournal(stateDir);
+    expect(journaled.kind === 'found' && journaled.journal.registrations.map((entry) => [entry.runnerId, entry.slot]).sort()).toEqual(
+      [...github.runners.values()].map((runner) => [runner.id, runner.name.includes('-journal-0-') ? 'journal-0' : 'journal-1']).sort(),
+    );
+    controller.abort();
+    expect(await done).toBe(0);
+    // A clean drain removed every registration, and the journal says so.
+    expect(readPreviousJournal(stateDir)).toMatchObject({ kind: 'found', journal: { registrations: [], builds: [] } });
   });
 
   it('installs the Runner.Worker shim into the runner root before the slot roots are made', async () => {

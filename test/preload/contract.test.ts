@@ -48,8 +48,12 @@ describe('preload contract', () => {
   });
 
   it('locates the build output in <package>/dist/preload', () => {
-    expect(builtPreloadArtifacts()).toEqual({ preloadPath: join(REPO_ROOT, 'dist', 'preload', 'preload.so'), probePath: join(REPO_ROOT, 'dist', 'preload', 'preload-probe') });
-    expect(preloadArtifactsIn('/x')).toEqual({ preloadPath: '/x/preload.so', probePath: '/x/preload-probe' });
+    expect(builtPreloadArtifacts()).toEqual({
+      preloadPath: join(REPO_ROOT, 'dist', 'preload', 'preload.so'),
+      probePath: join(REPO_ROOT, 'dist', 'preload', 'preload-probe'),
+      launcherPath: join(REPO_ROOT, 'dist', 'preload', 'listener-launcher'),
+    });
+    expect(preloadArtifactsIn('/x')).toEqual({ preloadPath: '/x/preload.so', probePath: '/x/preload-probe', launcherPath: '/x/listener-launcher' });
   });
 });
 

@@ -18,6 +18,7 @@ export interface Built {
   dir: string;
   preloadPath: string;
   probePath: string;
+  launcherPath: string;
   /** fs-ops built the glibc >= 2.33 way (stat64, lstat, fstatat, statx …). */
   fsOpsNew: string;
   /** fs-ops built the glibc < 2.33 way (__xstat64, __lxstat64 …). */

@@ -181,6 +181,19 @@ describe('S3PayloadStore', () => {
     expect(await store.isCancelRequested(bindingA)).toBe(false);
   });
 
+  it('job lease at <prefix><userId>.lease: the time is object metadata (HeadObject, no kms:Decrypt), renewed, released', async () => {
+    expect(await store.readLease(bindingA)).toBeUndefined();
+    await store.renewLease(bindingA, { expiresAt: new Date('2026-12-01T12:05:00.000Z') });
+    await store.renewLease(bindingA, { expiresAt: new Date('2026-12-01T12:06:00.000Z') });
+    expect(await listKeys()).toEqual([`${PREFIX}${bindingA.userId}.lease`]);
+    expect(await store.readLease(bindingA)).toEqual({ expiresAt: new Date('2026-12-01T12:06:00.000Z') });
+    expect(await store.readLease(bindingB)).toBeUndefined();
+    await store.releaseLease(bindingA);
+    await store.releaseLease(bindingA);
+    expect(await store.readLease(bindingA)).toBeUndefined();
+    expect(await listKeys()).toEqual([]);
+  });
+
   it('delete is idempotent', async () => {
     await store.delete(bindingA);
     await store.put(bindingA, Buffer.from('x'));

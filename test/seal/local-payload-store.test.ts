@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -116,5 +116,25 @@ describe('LocalPayloadStore', () => {
     await store.clearCancel(a);
     await store.clearCancel(a);
     expect(await store.isCancelRequested(a)).toBe(false);
+  });
+
+  it('job lease: none until renewed, the latest renewal wins, released (idempotent), per build', async () => {
+    expect(await store.readLease(a)).toBeUndefined();
+    await store.renewLease(a, { expiresAt: new Date('2026-12-01T12:05:00.000Z') });
+    await store.renewLease(a, { expiresAt: new Date('2026-12-01T12:06:00.000Z') });
+    expect(await store.readLease(a)).toEqual({ expiresAt: new Date('2026-12-01T12:06:00.000Z') });
+    expect(await store.readLease({ buildId: BUILD_B })).toBeUndefined();
+    expect((await stat(join(dir, `${localObjectName(a)}.lease`))).mode & 0o777).toBe(0o600);
+    await store.releaseLease(a);
+    await store.releaseLease(a);
+    expect(await store.readLease(a)).toBeUndefined();
+  });
+
+  it('a lease file that holds no time is PAYLOAD_BAD_LEASE, naming the file', async () => {
+    await store.renewLease(a, { expiresAt: new Date() });
+    await writeFile(join(dir, `${localObjectName(a)}.lease`), 'tomorrow, probably');
+    const error = await rejection(() => store.readLease(a));
+    expect(isCbactionsError(error, SealErrorCode.BadLease)).toBe(true);
+    expect((error as Error).message).toContain(`${localObjectName(a)}.lease`);
   });
 });
