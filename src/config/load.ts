@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { CbactionsError } from '../util/errors.js';
 import { ConfigSchema, type Config } from './schema.js';
@@ -10,19 +10,28 @@ export const ConfigErrorCode = {
   Invalid: 'CONFIG_INVALID',
 } as const;
 
+// Keys come from the file: a newline, escape sequence or bidi control in one must not split
+// a problem over lines or reach the terminal raw.
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** `pools[1].build.privileged` from a zod path. */
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {
     if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
+    else out += out === '' ? printable(String(part)) : `.${printable(String(part))}`;
   }
   return out === '' ? '(top level)' : out;
 }
 
 /** One line per problem, each naming its field. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
+  return issues.map((issue) => `${formatPath(issue.path)}: ${printable(issue.message)}`);
 }
 
 export function parseConfig(raw: unknown, source = 'configuration'): Config {
@@ -44,7 +53,12 @@ export async function loadConfigFile(path: string): Promise<Config> {
   }
   let raw: unknown;
   try {
-    raw = parseYaml(text, { prettyErrors: true });
+    // A warning (an unresolved tag such as `!Ref`, an ambiguous alias) means the file does not
+    // say what its author meant; it is refused, not printed to stderr as a process warning.
+    const document = parseDocument(text, { prettyErrors: true });
+    const problem = document.errors[0] ?? document.warnings[0];
+    if (problem !== undefined) throw problem;
+    raw = document.toJS();
   } catch (error) {
     throw new CbactionsError(ConfigErrorCode.Syntax, `config file ${path} is not valid YAML/JSON: ${(error as Error).message}`, { cause: error });
   }
