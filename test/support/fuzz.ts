@@ -30,9 +30,10 @@ export const FUZZ_RUNS = positiveInteger('CBACTIONS_FUZZ_RUNS', DEFAULT_FUZZ_RUN
  * Parameters for `fc.assert`. `cost` says how much dearer one case of this property is
  * than a typical one (it seals, or tampers with every byte), so it gets `FUZZ_RUNS / cost`
  * cases and CI time stays bounded while `npm run fuzz` scales every property alike.
+ * `extra` adds fast-check parameters (say `endOnFailure` where shrinking is slow).
  */
-export function fuzzParameters<T>(cost = 1): Parameters<T> {
-  const parameters: Parameters<T> = { numRuns: Math.max(1, Math.round(FUZZ_RUNS / cost)) };
+export function fuzzParameters<T>(cost = 1, extra: Parameters<T> = {}): Parameters<T> {
+  const parameters: Parameters<T> = { ...extra, numRuns: Math.max(1, Math.round(FUZZ_RUNS / cost)) };
   const replaySeed = seed();
   if (replaySeed !== undefined) {
     parameters.seed = replaySeed;
