@@ -54,8 +54,10 @@ export async function loadConfigFile(path: string): Promise<Config> {
   let raw: unknown;
   try {
     // A warning (an unresolved tag such as `!Ref`, an ambiguous alias) means the file does not
-    // say what its author meant; it is refused, not printed to stderr as a process warning.
-    const document = parseDocument(text, { prettyErrors: true });
+    // say what its author meant; it is refused, not printed to stderr as a process warning
+    // (`logLevel: 'error'` keeps toJS quiet too: a collection used as a key becomes a string
+    // key, which the schema then names).
+    const document = parseDocument(text, { prettyErrors: true, logLevel: 'error' });
     const problem = document.errors[0] ?? document.warnings[0];
     if (problem !== undefined) throw problem;
     raw = document.toJS();

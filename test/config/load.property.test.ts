@@ -292,7 +292,7 @@ describe('regressions the properties found', () => {
     expect(formatPath(['deploy', 'tags', 'x\ny'])).toBe('deploy.tags.x\\u000ay');
   });
 
-  it('an unresolved YAML tag is CONFIG_SYNTAX naming it, not a process warning on stderr', async () => {
+  it('an unresolved YAML tag is CONFIG_SYNTAX naming it, and no YAML warning reaches stderr as a process warning', async () => {
     for (const text of ['!#', `${toYaml(VALID)}extra: !Ref Thing\n`]) {
       warnings.length = 0;
       const { code } = await loadText(text);
@@ -300,6 +300,12 @@ describe('regressions the properties found', () => {
       expect(code).toBe('CONFIG_SYNTAX');
       expect(warnings).toEqual([]);
     }
+    // A collection as a key: the JS object gets a string key, which the schema names.
+    warnings.length = 0;
+    const complexKey = await loadText(`? ${toYaml(VALID).replace(/\n/g, '\n  ')}\n`);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(complexKey.code).toBe('CONFIG_INVALID');
+    expect(warnings).toEqual([]);
     const path = join(directory, 'tagged.yaml');
     await writeFile(path, toYaml(VALID).replace('projectName: cbactions', 'projectName: !Sub cbactions'));
     await expect(loadConfigFile(path)).rejects.toMatchObject({ code: 'CONFIG_SYNTAX', message: expect.stringContaining('Unresolved tag: !Sub') });
