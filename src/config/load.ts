@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { CbactionsError } from '../util/errors.js';
 import { ConfigSchema, RuntimeConfigSchema, type Config } from './schema.js';
@@ -25,19 +25,28 @@ export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
  */
 export const MAX_YAML_ALIAS_COUNT = 100;
 
+// Keys come from the file: a newline, escape sequence or bidi control in one must not split
+// a problem over lines or reach the terminal raw.
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** `pools[1].build.privileged` from a zod path. */
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {
     if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
+    else out += out === '' ? printable(String(part)) : `.${printable(String(part))}`;
   }
   return out === '' ? '(top level)' : out;
 }
 
 /** One line per problem, each naming its field. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
+  return issues.map((issue) => `${formatPath(issue.path)}: ${printable(issue.message)}`);
 }
 
 export interface ConfigUse {
@@ -95,7 +104,14 @@ export async function loadConfigFile(path: string, use: ConfigUse = {}): Promise
   const text = await readBounded(path, MAX_CONFIG_FILE_BYTES);
   let raw: unknown;
   try {
-    raw = parseYaml(text, { prettyErrors: true, maxAliasCount: MAX_YAML_ALIAS_COUNT });
+    // A warning (an unresolved tag such as `!Ref`, an ambiguous alias) means the file does not
+    // say what its author meant; it is refused, not printed to stderr as a process warning
+    // (`logLevel: 'error'` keeps toJS quiet too: a collection used as a key becomes a string
+    // key, which the schema then names).
+    const document = parseDocument(text, { prettyErrors: true, logLevel: 'error' });
+    const problem = document.errors[0] ?? document.warnings[0];
+    if (problem !== undefined) throw problem;
+    raw = document.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT });
   } catch (error) {
     throw new CbactionsError(ConfigErrorCode.Syntax, `config file ${path} is not valid YAML/JSON: ${(error as Error).message}`, { cause: error });
   }

@@ -26,6 +26,11 @@ function checkValue(field: string, value: string): void {
   if (/[\u0000-\u001f\u007f]/.test(value)) {
     throw new CbactionsError(SealErrorCode.InvalidInput, `payload binding ${field} contains control characters`);
   }
+  // The context travels as UTF-8, which turns every lone surrogate into U+FFFD: two
+  // bindings that differ only there would share one context, and so one data key.
+  if (/\p{Cs}/u.test(value)) {
+    throw new CbactionsError(SealErrorCode.InvalidInput, `payload binding ${field} is not well-formed Unicode (it has a lone surrogate)`);
+  }
 }
 
 /** `cbactions:build-id` always; `cbactions:userid` when the binding has one. */

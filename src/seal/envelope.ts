@@ -180,6 +180,10 @@ export async function sealPayload(keys: KeyService, payload: JobPayload, binding
       `payload ids name build ${payload.ids.buildId}, but it is being sealed for build ${binding.buildId}`,
     );
   }
+  // UTF-8 cannot carry a lone surrogate: the version would open as U+FFFD, not as sealed.
+  if (payload.runnerVersion !== undefined && /\p{Cs}/u.test(payload.runnerVersion)) {
+    throw new CbactionsError(SealErrorCode.InvalidInput, `payload runner version for build ${binding.buildId} is not well-formed Unicode (it has a lone surrogate)`);
+  }
   const context = encryptionContextFor(binding);
   const parts = plaintextParts(payload);
   const plaintextLength = parts.reduce((sum, part) => sum + part.length, 0);
@@ -244,6 +248,34 @@ export interface ParsedEnvelope {
   tag: Buffer;
 }
 
+/** The header fields in layout order; throws Overrun when they run past the reader's bytes. */
+function readHeader(reader: Reader): EnvelopeHeader {
+  const provider = reader.sized(1).toString('utf8');
+  const keyId = reader.sized(2).toString('utf8');
+  const wrappedKey = reader.sized(2);
+  const count = reader.u16();
+  const context: Record<string, string> = {};
+  for (let i = 0; i < count; i += 1) {
+    const key = reader.sized(2).toString('utf8');
+    context[key] = reader.sized(2).toString('utf8');
+  }
+  const iv = reader.take(IV_BYTES);
+  const ciphertextLength = reader.u32();
+  return { provider, keyId, wrappedKey, context, iv, ciphertextLength };
+}
+
+/** Where the header's fields end when read from the start of `bytes`, or undefined when they run past them. */
+function headerFieldsEnd(bytes: Buffer): number | undefined {
+  const reader = new Reader(bytes);
+  try {
+    readHeader(reader);
+  } catch (error) {
+    if (error instanceof Overrun) return undefined;
+    throw error;
+  }
+  return reader.offset;
+}
+
 /** Splits an envelope, classifying damage before any key is touched. */
 export function parseEnvelope(sealed: Buffer): ParsedEnvelope {
   const magicSeen = sealed.subarray(0, ENVELOPE_MAGIC.length);
@@ -261,7 +293,14 @@ export function parseEnvelope(sealed: Buffer): ParsedEnvelope {
   const headerLength = sealed.readUInt32BE(5);
   if (headerLength > MAX_HEADER_BYTES) throw tampered(`header length ${headerLength} is implausible`);
   const aadLength = PREFIX_BYTES + headerLength + DIGEST_BYTES;
-  if (sealed.length < aadLength) throw truncated(sealed.length, aadLength, 'header');
+  if (sealed.length < aadLength) {
+    // The length field is not covered by anything the reader can check yet, but the header's
+    // fields delimit themselves: if they end within the bytes at hand, and not where the
+    // length says, one changed byte of the length (not a cut) made the envelope look short.
+    const fieldsEnd = headerFieldsEnd(sealed.subarray(PREFIX_BYTES));
+    if (fieldsEnd !== undefined && fieldsEnd !== headerLength) throw tampered(`header length ${headerLength} disagrees with its fields (${fieldsEnd} bytes)`);
+    throw truncated(sealed.length, aadLength, 'header');
+  }
   const headerEnd = PREFIX_BYTES + headerLength;
   if (!digest(sealed.subarray(0, headerEnd)).equals(sealed.subarray(headerEnd, aadLength))) {
     throw tampered('the header does not match its digest');
@@ -270,19 +309,8 @@ export function parseEnvelope(sealed: Buffer): ParsedEnvelope {
   let header: EnvelopeHeader;
   try {
     const reader = new Reader(sealed.subarray(PREFIX_BYTES, headerEnd));
-    const provider = reader.sized(1).toString('utf8');
-    const keyId = reader.sized(2).toString('utf8');
-    const wrappedKey = reader.sized(2);
-    const count = reader.u16();
-    const context: Record<string, string> = {};
-    for (let i = 0; i < count; i += 1) {
-      const key = reader.sized(2).toString('utf8');
-      context[key] = reader.sized(2).toString('utf8');
-    }
-    const iv = reader.take(IV_BYTES);
-    const ciphertextLength = reader.u32();
+    header = readHeader(reader);
     if (!reader.done) throw new Overrun();
-    header = { provider, keyId, wrappedKey, context, iv, ciphertextLength };
   } catch (error) {
     if (error instanceof Overrun) throw tampered('the header fields do not fit its length');
     throw error;

@@ -9,7 +9,7 @@ import { MessageType, type Frame } from '../../src/protocol/messages.js';
 import { openPayload } from '../../src/seal/envelope.js';
 import { LocalKeyService } from '../../src/seal/local-key-service.js';
 import { LocalPayloadStore } from '../../src/seal/local-payload-store.js';
-import type { PayloadBinding, PayloadStore, TakeOptions } from '../../src/seal/types.js';
+import type { JobLease, PayloadBinding, PayloadStore, TakeOptions } from '../../src/seal/types.js';
 import type { BuildService, BuildSnapshot, StartBuildRequest } from '../../src/worker/build-service.js';
 import { PollingBuildWaiter, type BuildWaiter } from '../../src/worker/build-waiter.js';
 import { runJob, type JobDependencies } from '../../src/worker/run-job.js';
@@ -125,6 +125,15 @@ class WatchedStore implements PayloadStore {
   }
   clearCancel(binding: PayloadBinding) {
     return this.inner.clearCancel(binding);
+  }
+  renewLease(binding: PayloadBinding, lease: JobLease, signal?: AbortSignal) {
+    return this.inner.renewLease(binding, lease, signal);
+  }
+  readLease(binding: PayloadBinding, signal?: AbortSignal) {
+    return this.inner.readLease(binding, signal);
+  }
+  releaseLease(binding: PayloadBinding, signal?: AbortSignal) {
+    return this.inner.releaseLease(binding, signal);
   }
 }
 

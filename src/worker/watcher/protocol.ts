@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CbactionsError } from '../../util/errors.js';
 import type { BuildSnapshot } from '../build-service.js';
 
 /**
@@ -7,6 +8,8 @@ import type { BuildSnapshot } from '../build-service.js';
  */
 export const WATCHER_SOCKET_VARIABLE = 'CBACTIONS_WATCHER_SOCKET';
 export const MAX_LINE_BYTES = 256 * 1024;
+/** Longest `message` of an `error` reply; the watcher cuts its own to fit. */
+export const MAX_ERROR_MESSAGE_LENGTH = 1000;
 
 const BuildIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,254}:[A-Za-z0-9-]{1,64}$/, 'expected a CodeBuild build id (project:uuid)');
 
@@ -55,7 +58,7 @@ export const SnapshotSchema = z.object({
 export const ServerMessageSchema = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('update'), snapshot: SnapshotSchema }),
   z.strictObject({ op: z.literal('complete'), snapshot: SnapshotSchema }),
-  z.strictObject({ op: z.literal('error'), code: z.string().max(64), message: z.string().max(1000) }),
+  z.strictObject({ op: z.literal('error'), code: z.string().max(64), message: z.string().max(MAX_ERROR_MESSAGE_LENGTH) }),
 ]);
 export type ServerMessage = z.infer<typeof ServerMessageSchema>;
 
@@ -89,18 +92,45 @@ export function snapshotFromWire(wire: z.infer<typeof SnapshotSchema>): BuildSna
   return snapshot;
 }
 
-/** Splits a byte stream into lines, refusing absurdly long ones. */
+export const WatcherProtocolErrorCode = {
+  /** A line (or the unterminated rest of the stream) longer than MAX_LINE_BYTES. */
+  LineTooLong: 'WATCHER_LINE_TOO_LONG',
+} as const;
+
+function lineTooLong(): CbactionsError {
+  return new CbactionsError(WatcherProtocolErrorCode.LineTooLong, `a line longer than ${MAX_LINE_BYTES} bytes`);
+}
+
+/**
+ * Splits decoded socket text into lines, refusing one longer than MAX_LINE_BYTES (UTF-8)
+ * however the stream is split. Only the new chunk is scanned, so a line trickled in a byte
+ * at a time costs linear time, not a rescan of everything buffered per chunk.
+ */
 export class LineSplitter {
   private buffered = '';
+  private bufferedBytes = 0;
 
   push(chunk: string): string[] {
-    this.buffered += chunk;
-    if (this.buffered.length > MAX_LINE_BYTES && !this.buffered.includes('\n')) {
+    const lines: string[] = [];
+    let start = 0;
+    for (let end = chunk.indexOf('\n'); end >= 0; end = chunk.indexOf('\n', start)) {
+      const piece = chunk.slice(start, end);
+      const bytes = this.bufferedBytes + Buffer.byteLength(piece, 'utf8');
+      const line = this.buffered + piece;
       this.buffered = '';
-      throw new Error(`a line longer than ${MAX_LINE_BYTES} bytes`);
+      this.bufferedBytes = 0;
+      if (bytes > MAX_LINE_BYTES) throw lineTooLong();
+      if (line.trim() !== '') lines.push(line);
+      start = end + 1;
     }
-    const lines = this.buffered.split('\n');
-    this.buffered = lines.pop() ?? '';
-    return lines.filter((line) => line.trim() !== '');
+    const rest = chunk.slice(start);
+    this.buffered += rest;
+    this.bufferedBytes += Buffer.byteLength(rest, 'utf8');
+    if (this.bufferedBytes > MAX_LINE_BYTES) {
+      this.buffered = '';
+      this.bufferedBytes = 0;
+      throw lineTooLong();
+    }
+    return lines;
   }
 }

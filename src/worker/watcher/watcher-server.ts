@@ -6,7 +6,7 @@ import type { Logger } from '../../util/logger.js';
 import { withRetries } from '../../util/retry.js';
 import type { BuildService, BuildSnapshot } from '../build-service.js';
 import type { BuildWatcher } from './build-watcher.js';
-import { ClientMessageSchema, LineSplitter, snapshotForWire, type ServerMessage } from './protocol.js';
+import { ClientMessageSchema, LineSplitter, MAX_ERROR_MESSAGE_LENGTH, snapshotForWire, type ServerMessage } from './protocol.js';
 
 /** A build a worker on this host asked the watcher to follow. */
 export interface TrackedBuild {
@@ -95,7 +95,7 @@ export class WatcherServer {
       if (!socket.destroyed) socket.write(`${JSON.stringify(message)}\n`);
     };
     const fail = (code: string, message: string) => {
-      send({ op: 'error', code, message });
+      send({ op: 'error', code, message: message.slice(0, MAX_ERROR_MESSAGE_LENGTH) });
       socket.end();
     };
 
@@ -155,7 +155,7 @@ export class WatcherServer {
               // then is not a dead worker.
               released = true;
               this.tracked.delete(current.buildId);
-              send({ op: 'error', code: isCbactionsError(error) ? error.code : 'WATCHER_ERROR', message: describeError(error).slice(0, 1000) });
+              send({ op: 'error', code: isCbactionsError(error) ? error.code : 'WATCHER_ERROR', message: describeError(error).slice(0, MAX_ERROR_MESSAGE_LENGTH) });
             });
         } else if (message.op === 'poke') {
           this.options.watcher.poke(build?.buildId);
