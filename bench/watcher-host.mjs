@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { CodeBuildClient } = await import('@aws-sdk/client-codebuild');
-const { CodeBuildBuildService } = await import(join(ROOT, 'dist', 'src', 'worker', 'build-service.js'));
+const { AwsCodeBuildApi } = await import(join(ROOT, 'dist', 'src', 'worker', 'build-service.js'));
 const { BuildWatcher } = await import(join(ROOT, 'dist', 'src', 'worker', 'watcher', 'build-watcher.js'));
 const { WatcherServer } = await import(join(ROOT, 'dist', 'src', 'worker', 'watcher', 'watcher-server.js'));
 const { createLogger } = await import(join(ROOT, 'dist', 'src', 'util', 'logger.js'));
@@ -16,7 +16,7 @@ const [endpoint, socketPath] = process.argv.slice(2);
 const logger = createLogger({ name: 'bench-watcher', level: 'warn' });
 // Region and the build service's key from the environment bench/watcher.mjs gives (its credentials file and profile).
 const client = new CodeBuildClient({ endpoint, maxAttempts: 1 });
-const builds = new CodeBuildBuildService(client);
+const builds = new AwsCodeBuildApi(client);
 // The mux's defaults: at least 1 s between sweeps, at most one BatchGetBuilds call per second.
 const watcher = new BuildWatcher(builds, logger);
 watcher.start();

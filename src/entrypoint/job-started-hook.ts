@@ -1,4 +1,4 @@
-import { consoleLink } from '../worker/failure.js';
+import { consoleLink } from '../dispatch/failure.js';
 import { shellQuote } from '../util/shell.js';
 
 /** What a user should know about where the job runs. */

@@ -6,7 +6,7 @@ import { Construct } from 'constructs';
 /**
  * Log events the alarms count. The mux logs JSON (pino) to stdout, which the task sends to
  * its log group; these `event` values and fields are the contract with src/mux and
- * src/worker/watcher:
+ * src/watcher:
  * - `mux.listener-exited` with `expected: boolean` — false unless the listener exited 0
  *   after running its one job; every unexpected exit is a restart the alarm counts.
  * - `worker.failed` — a job that could not run (the mux's watcher logs one per job).

@@ -16,12 +16,12 @@ import { probePreload } from '../preload/probe.js';
 import { ExitCode } from '../protocol/exit-codes.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
-import { CodeBuildBuildService } from '../worker/build-service.js';
+import { AwsCodeBuildApi } from '../dispatch/codebuild-api.js';
 import { installWorkerShim, workerEntry } from '../worker/install.js';
-import { consumeBuildEvents, SqsEventQueue } from '../worker/watcher/build-events.js';
-import { BuildWatcher } from '../worker/watcher/build-watcher.js';
-import { WATCHER_SOCKET_VARIABLE } from '../worker/watcher/protocol.js';
-import { WatcherServer } from '../worker/watcher/watcher-server.js';
+import { consumeBuildEvents, SqsEventQueue } from '../watcher/build-events.js';
+import { BuildWatcher } from '../watcher/build-watcher.js';
+import { WATCHER_SOCKET_VARIABLE } from '../watcher/protocol.js';
+import { WatcherServer } from '../watcher/watcher-server.js';
 import { createGitHubClient } from './github-client.js';
 import { muxInstanceId } from './instance-id.js';
 import { Mux, MuxErrorCode } from './mux.js';
@@ -78,7 +78,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
   const region = config.codebuild.region ?? env.AWS_REGION;
   // One attempt per call: the watcher has its own jittered backoff.
   const codebuild = new CodeBuildClient({ ...(region ? { region } : {}), maxAttempts: 1 });
-  const builds = new CodeBuildBuildService(codebuild);
+  const builds = new AwsCodeBuildApi(codebuild);
   const watcher = new BuildWatcher(builds, logger);
   const background = new AbortController();
   let server: WatcherServer | undefined;

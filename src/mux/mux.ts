@@ -10,7 +10,7 @@ import type { ProbePreloadOptions, ProbePreloadResult } from '../preload/probe.j
 import { ExitCode } from '../protocol/exit-codes.js';
 import { CbactionsError, describeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
-import type { BuildService } from '../worker/build-service.js';
+import type { CodeBuildApi } from '../dispatch/codebuild-api.js';
 import { chooseIsolation, IsolationErrorCode, type IsolationChoice } from './isolation.js';
 import { MuxMetrics } from './metrics.js';
 import { isOwnRunnerName } from './naming.js';
@@ -76,7 +76,7 @@ export interface MuxDependencies {
   lifecycle?: {
     previous: PreviousJournal;
     open: () => MuxJournal;
-    builds?: Pick<BuildService, 'getBuilds' | 'stopBuild'>;
+    builds?: Pick<CodeBuildApi, 'getBuilds' | 'stopBuild'>;
   };
   /** `CBACTIONS_MUX_INSTANCE` for listeners and workers. */
   instance?: string;

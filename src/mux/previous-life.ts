@@ -21,7 +21,7 @@ import { REDIRECTED_FILE_NAMES } from '../preload/contract.js';
 import { awsErrorName } from '../util/aws-errors.js';
 import { CbactionsError, describeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
-import type { BuildService } from '../worker/build-service.js';
+import type { CodeBuildApi } from '../dispatch/codebuild-api.js';
 import type { RunnerRegistry } from './runner-registry.js';
 
 export const JOURNAL_FILE = 'mux-journal.json';
@@ -260,7 +260,7 @@ export interface CleanPreviousLifeOptions {
   journal: JournalContents;
   registry: RunnerRegistry;
   /** The same CodeBuild client the mux uses; absent in setups without one (in-process tests). */
-  builds?: Pick<BuildService, 'getBuilds' | 'stopBuild'>;
+  builds?: Pick<CodeBuildApi, 'getBuilds' | 'stopBuild'>;
   logger: Logger;
   signal?: AbortSignal;
 }

@@ -1,5 +1,5 @@
 // Type-only: the name is checked against the watcher's at compile time, and `--help` loads no zod.
-import type { WATCHER_SOCKET_VARIABLE } from './watcher/protocol.js';
+import type { WATCHER_SOCKET_VARIABLE } from '../watcher/protocol.js';
 
 /**
  * Environment variables `cbactions worker` reads, all set by the mux for its listeners.

@@ -12,14 +12,14 @@ import type { Frame } from '../protocol/messages.js';
 import { createPayloadServices, payloadEnvironment, payloadRefsFromConfig } from '../seal/index.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
-import { CodeBuildBuildService } from './build-service.js';
-import { PollingBuildWaiter } from './build-waiter.js';
-import { formatFailure, FailureCode } from './failure.js';
-import { DEFAULT_JOB_LEASE, type JobLeaseSettings } from './job-lease.js';
-import { runJob } from './run-job.js';
+import { AwsCodeBuildApi } from '../dispatch/codebuild-api.js';
+import { PollingBuildWaiter } from '../dispatch/build-waiter.js';
+import { formatFailure, FailureCode } from '../dispatch/failure.js';
+import { DEFAULT_JOB_LEASE, type JobLeaseSettings } from '../dispatch/job-lease.js';
+import { runJob } from '../dispatch/run-job.js';
 import { WorkerEnv } from './environment.js';
-import { WatcherClient } from './watcher/watcher-client.js';
-import { readRunnerFiles } from './runner-files.js';
+import { WatcherClient } from '../watcher/watcher-client.js';
+import { readRunnerFiles } from '../dispatch/runner-files.js';
 
 export { WorkerEnv } from './environment.js';
 
@@ -127,7 +127,7 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
       ...(refs.key.kind === 'kms' ? { kms: new KMSClient(clientConfig) } : {}),
       ...(refs.store.kind === 's3' ? { s3: new S3Client(clientConfig) } : {}),
     });
-    const builds = new CodeBuildBuildService(codebuild);
+    const builds = new AwsCodeBuildApi(codebuild);
     const references = payloadEnvironment(refs);
     // The host's shared watcher when the mux runs one; polling on our own otherwise.
     const polling = new PollingBuildWaiter(builds, log);

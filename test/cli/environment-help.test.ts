@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ENTRYPOINT_ENVIRONMENT } from '../../src/entrypoint/environment.js';
 import { WORKER_ENVIRONMENT } from '../../src/worker/environment.js';
-import { WATCHER_SOCKET_VARIABLE } from '../../src/worker/watcher/protocol.js';
+import { WATCHER_SOCKET_VARIABLE } from '../../src/watcher/protocol.js';
 import { WorkerEnv } from '../../src/worker/environment.js';
 import { CBACTIONS_BIN, PROJECT_ROOT } from '../support/runner-root.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { BuildSettingsSchema } from '../../src/config/schema.js';
-import { buildOverrides } from '../../src/worker/start-build.js';
+import { buildOverrides } from '../../src/dispatch/start-build.js';
 
 const base = {
   github: { scope: { organization: 'octo' }, auth: { token: { env: 'GITHUB_TOKEN' } } },
@@ -110,7 +110,7 @@ describe('pool settings become StartBuild overrides', () => {
 
 describe('Lambda pools', () => {
   it('send the paths a Lambda build can write to (/tmp only)', async () => {
-    const { lambdaPaths } = await import('../../src/worker/run-job.js');
+    const { lambdaPaths } = await import('../../src/dispatch/run-job.js');
     expect(lambdaPaths(BuildSettingsSchema.parse({ computeType: 'BUILD_LAMBDA_2GB', environmentType: 'LINUX_LAMBDA_CONTAINER' }))).toEqual({
       CBACTIONS_RUNNER_ROOT: '/tmp/actions-runner',
       CBACTIONS_KIT_DIR: '/tmp/cbactions',

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CodeBuildBuildService } from '../../src/worker/build-service.js';
-import { BuildWatcher } from '../../src/worker/watcher/build-watcher.js';
-import { WatcherServer, type WatcherEvent } from '../../src/worker/watcher/watcher-server.js';
+import { AwsCodeBuildApi } from '../../src/dispatch/codebuild-api.js';
+import { BuildWatcher } from '../../src/watcher/build-watcher.js';
+import { WatcherServer, type WatcherEvent } from '../../src/watcher/watcher-server.js';
 import { processesWithEnvironment, startJobPathRig, type JobPathRig } from '../support/job-path.js';
 import { jobMessage } from '../support/runner-root.js';
 
@@ -22,7 +22,7 @@ describe('job path with the shared build watcher', () => {
 
   beforeAll(async () => {
     rig = await startJobPathRig();
-    const builds = new CodeBuildBuildService(rig.service.client({ maxAttempts: 1 }));
+    const builds = new AwsCodeBuildApi(rig.service.client({ maxAttempts: 1 }));
     watcher = new BuildWatcher(builds, pino({ level: 'silent' }), { minIntervalMs: 500, maxCallsPerSecond: 4, throttleMaxMs: 4000 });
     watcher.start();
     server = await WatcherServer.listen({ socketPath: join(mkdtempSync(join(tmpdir(), 'watch-')), 'watcher.sock'), watcher, builds, logger: pino({ level: 'silent' }), onEvent: (event) => events.push(event) });

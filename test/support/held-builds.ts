@@ -2,7 +2,7 @@
  * A CodeBuild fake whose BatchGetBuilds answers wait until the test releases them: the test
  * decides what happens while a call is in flight (a poke, a close, a new build).
  */
-import type { BuildService, BuildSnapshot, StartBuildRequest } from '../../src/worker/build-service.js';
+import type { CodeBuildApi, BuildSnapshot, StartBuildRequest } from '../../src/dispatch/codebuild-api.js';
 
 export interface HeldGetBuilds {
   ids: string[];
@@ -16,7 +16,7 @@ export function snapshot(id: string, changes: Partial<BuildSnapshot> = {}): Buil
   return { id, status: 'IN_PROGRESS', complete: false, currentPhase: 'BUILD', phases: [], exported: {}, ...changes };
 }
 
-export class HeldBuilds implements BuildService {
+export class HeldBuilds implements CodeBuildApi {
   /** Every getBuilds call so far, answered or not. */
   readonly calls: HeldGetBuilds[] = [];
   #handedOut = 0;

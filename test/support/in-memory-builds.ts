@@ -1,4 +1,4 @@
-import type { BuildService, BuildSnapshot, StartBuildRequest } from '../../src/worker/build-service.js';
+import type { CodeBuildApi, BuildSnapshot, StartBuildRequest } from '../../src/dispatch/codebuild-api.js';
 
 /** An SDK-shaped error, as the AWS SDK v3 throws them. */
 export function awsError(name: string, message = name, status = 400): Error {
@@ -9,7 +9,7 @@ export function awsError(name: string, message = name, status = 400): Error {
  * An in-memory CodeBuild for component tests: records every call, can be told to fail
  * the next calls, and lets the test move builds along (or react to StartBuild).
  */
-export class InMemoryBuilds implements BuildService {
+export class InMemoryBuilds implements CodeBuildApi {
   readonly calls: { op: 'start' | 'get' | 'stop'; arg: unknown }[] = [];
   readonly builds = new Map<string, BuildSnapshot>();
   readonly failures: { op: 'start' | 'get' | 'stop'; error: Error }[] = [];

@@ -9,10 +9,10 @@ import { MessageType, type Frame } from '../../src/protocol/messages.js';
 import { LocalKeyService } from '../../src/seal/local-key-service.js';
 import { LocalPayloadStore } from '../../src/seal/local-payload-store.js';
 import type { JobLease, PayloadBinding } from '../../src/seal/types.js';
-import { PollingBuildWaiter } from '../../src/worker/build-waiter.js';
-import { holdJobLease } from '../../src/worker/job-lease.js';
+import { PollingBuildWaiter } from '../../src/dispatch/build-waiter.js';
+import { holdJobLease } from '../../src/dispatch/job-lease.js';
 import { leaseSettings } from '../../src/worker/main.js';
-import { runJob } from '../../src/worker/run-job.js';
+import { runJob } from '../../src/dispatch/run-job.js';
 import { InMemoryBuilds } from '../support/in-memory-builds.js';
 import { jobMessage, runnerFileJson } from '../support/runner-root.js';
 

@@ -9,7 +9,7 @@ import { sleep } from '../util/backoff.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { withRetries } from '../util/retry.js';
-import type { BuildService, BuildSnapshot } from './build-service.js';
+import type { CodeBuildApi, BuildSnapshot } from './codebuild-api.js';
 import type { BuildWaiter } from './build-waiter.js';
 import { beforeJobPhase, explainBuild, FailureCode, type JobFailure } from './failure.js';
 import { readJobIds, type JobIds } from './job-request.js';
@@ -60,7 +60,7 @@ export interface BuildTracker {
 
 export interface JobDependencies {
   frames: AsyncIterator<Frame>;
-  builds: BuildService;
+  builds: CodeBuildApi;
   waiter: BuildWaiter;
   keys: KeyService;
   store: PayloadStore;

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BuildSnapshot } from '../../../src/worker/build-service.js';
-import { BuildWatcher } from '../../../src/worker/watcher/build-watcher.js';
+import type { BuildSnapshot } from '../../src/dispatch/codebuild-api.js';
+import { BuildWatcher } from '../../src/watcher/build-watcher.js';
 import {
   ClientMessageSchema,
   LineSplitter,
@@ -19,11 +19,11 @@ import {
   snapshotFromWire,
   type ClientMessage,
   type ServerMessage,
-} from '../../../src/worker/watcher/protocol.js';
-import { WatcherServer } from '../../../src/worker/watcher/watcher-server.js';
-import { isCbactionsError } from '../../../src/util/errors.js';
-import { InMemoryBuilds } from '../../support/in-memory-builds.js';
-import { fuzzParameters } from '../../support/fuzz.js';
+} from '../../src/watcher/protocol.js';
+import { WatcherServer } from '../../src/watcher/watcher-server.js';
+import { isCbactionsError } from '../../src/util/errors.js';
+import { InMemoryBuilds } from '../support/in-memory-builds.js';
+import { fuzzParameters } from '../support/fuzz.js';
 
 /**
  * What the socket hands the splitter: `text` as UTF-8 bytes cut at `cuts`, each piece

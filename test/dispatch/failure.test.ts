@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { BuildSnapshot } from '../../src/worker/build-service.js';
-import { consoleLink, explainBuild, formatFailure } from '../../src/worker/failure.js';
-import { startFailure } from '../../src/worker/start-build.js';
+import type { BuildSnapshot } from '../../src/dispatch/codebuild-api.js';
+import { consoleLink, explainBuild, formatFailure } from '../../src/dispatch/failure.js';
+import { startFailure } from '../../src/dispatch/start-build.js';
 import { awsError } from '../support/in-memory-builds.js';
 
 const ARN = 'arn:aws:codebuild:eu-west-1:123456789012:build/cbactions:5d0e3c3a-1111-4222-8333-444455556666';

@@ -5,7 +5,7 @@
  */
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { PollingBuildWaiter } from '../../src/worker/build-waiter.js';
+import { PollingBuildWaiter } from '../../src/dispatch/build-waiter.js';
 import { HeldBuilds, snapshot } from '../support/held-builds.js';
 import { ManualClock } from '../support/manual-clock.js';
 

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PollingBuildWaiter } from '../../../src/worker/build-waiter.js';
-import { BuildWatcher } from '../../../src/worker/watcher/build-watcher.js';
-import { WatcherClient } from '../../../src/worker/watcher/watcher-client.js';
-import { WatcherServer, type WatcherEvent } from '../../../src/worker/watcher/watcher-server.js';
-import { InMemoryBuilds } from '../../support/in-memory-builds.js';
+import { PollingBuildWaiter } from '../../src/dispatch/build-waiter.js';
+import { BuildWatcher } from '../../src/watcher/build-watcher.js';
+import { WatcherClient } from '../../src/watcher/watcher-client.js';
+import { WatcherServer, type WatcherEvent } from '../../src/watcher/watcher-server.js';
+import { InMemoryBuilds } from '../support/in-memory-builds.js';
 
 const silent = pino({ level: 'silent' });
 

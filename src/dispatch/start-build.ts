@@ -4,7 +4,7 @@ import { awsErrorMessage, awsErrorName, isRetryableAwsError, isThrottlingError }
 import { CbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { withRetries } from '../util/retry.js';
-import type { BuildService, BuildSnapshot, StartBuildRequest } from './build-service.js';
+import type { CodeBuildApi, BuildSnapshot, StartBuildRequest } from './codebuild-api.js';
 import { FailureCode, type JobFailure } from './failure.js';
 
 /**
@@ -81,7 +81,7 @@ export interface StartBuildOptions {
  * StartBuild with jittered retries on throttling and transient errors; other errors fail at
  * once. When `stopRetrying` aborts, throws its reason (not a StartBuildError).
  */
-export async function startBuildWithRetries(builds: BuildService, request: StartBuildRequest, options: StartBuildOptions): Promise<BuildSnapshot> {
+export async function startBuildWithRetries(builds: CodeBuildApi, request: StartBuildRequest, options: StartBuildOptions): Promise<BuildSnapshot> {
   const stop = options.stopRetrying;
   try {
     return await withRetries((attempt) => {

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BuildWaiter } from '../../../src/worker/build-waiter.js';
-import { WatcherClient } from '../../../src/worker/watcher/watcher-client.js';
+import type { BuildWaiter } from '../../src/dispatch/build-waiter.js';
+import { WatcherClient } from '../../src/watcher/watcher-client.js';
 
 const silent = pino({ level: 'silent' });
 const BUILD = 'project:0000-0001';

@@ -4,7 +4,7 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { CbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { Wakeup } from '../util/wakeup.js';
-import type { BuildService, BuildSnapshot } from './build-service.js';
+import type { CodeBuildApi, BuildSnapshot } from './codebuild-api.js';
 import { FailureCode } from './failure.js';
 
 export interface WaitOptions {
@@ -42,7 +42,7 @@ export class PollingBuildWaiter implements BuildWaiter {
   private readonly pokes = new Map<string, { wakeup: Wakeup; waits: number }>();
 
   constructor(
-    private readonly builds: BuildService,
+    private readonly builds: CodeBuildApi,
     private readonly logger: Logger,
     private readonly options: PollingOptions = {},
   ) {}

@@ -1,10 +1,10 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { isRetryableAwsError, awsErrorName } from '../../util/aws-errors.js';
-import { CbactionsError, describeError, isCbactionsError } from '../../util/errors.js';
-import type { Logger } from '../../util/logger.js';
-import { withRetries } from '../../util/retry.js';
-import type { BuildService, BuildSnapshot } from '../build-service.js';
+import { isRetryableAwsError, awsErrorName } from '../util/aws-errors.js';
+import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { withRetries } from '../util/retry.js';
+import type { CodeBuildApi, BuildSnapshot } from '../dispatch/codebuild-api.js';
 import type { BuildWatcher } from './build-watcher.js';
 import { ClientMessageSchema, LineSplitter, MAX_ERROR_MESSAGE_LENGTH, snapshotForWire, type ServerMessage } from './protocol.js';
 
@@ -29,7 +29,7 @@ export type WatcherEvent =
 export interface WatcherServerOptions {
   socketPath: string;
   watcher: BuildWatcher;
-  builds: BuildService;
+  builds: CodeBuildApi;
   logger: Logger;
   onEvent?: (event: WatcherEvent) => void;
 }

@@ -1,10 +1,10 @@
 import { connect, type Socket } from 'node:net';
-import { describeError } from '../../util/errors.js';
-import type { Logger } from '../../util/logger.js';
-import { Wakeup } from '../../util/wakeup.js';
-import type { BuildSnapshot } from '../build-service.js';
-import type { BuildWaiter, WaitOptions } from '../build-waiter.js';
-import type { BuildTracker } from '../run-job.js';
+import { describeError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { Wakeup } from '../util/wakeup.js';
+import type { BuildSnapshot } from '../dispatch/codebuild-api.js';
+import type { BuildWaiter, WaitOptions } from '../dispatch/build-waiter.js';
+import type { BuildTracker } from '../dispatch/run-job.js';
 import { LineSplitter, ServerMessageSchema, snapshotFromWire, type ClientMessage } from './protocol.js';
 
 export interface WatcherClientIdentity {

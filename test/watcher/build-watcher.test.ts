@@ -1,8 +1,8 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BuildWatcher } from '../../../src/worker/watcher/build-watcher.js';
-import { HeldBuilds, snapshot } from '../../support/held-builds.js';
-import { awsError, InMemoryBuilds } from '../../support/in-memory-builds.js';
+import { BuildWatcher } from '../../src/watcher/build-watcher.js';
+import { HeldBuilds, snapshot } from '../support/held-builds.js';
+import { awsError, InMemoryBuilds } from '../support/in-memory-builds.js';
 
 const silent = pino({ level: 'silent' });
 

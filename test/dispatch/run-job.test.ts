@@ -10,9 +10,9 @@ import { openPayload } from '../../src/seal/envelope.js';
 import { LocalKeyService } from '../../src/seal/local-key-service.js';
 import { LocalPayloadStore } from '../../src/seal/local-payload-store.js';
 import type { JobLease, PayloadBinding, PayloadStore, TakeOptions } from '../../src/seal/types.js';
-import type { BuildService, BuildSnapshot, StartBuildRequest } from '../../src/worker/build-service.js';
-import { PollingBuildWaiter, type BuildWaiter } from '../../src/worker/build-waiter.js';
-import { runJob, type JobDependencies } from '../../src/worker/run-job.js';
+import type { CodeBuildApi, BuildSnapshot, StartBuildRequest } from '../../src/dispatch/codebuild-api.js';
+import { PollingBuildWaiter, type BuildWaiter } from '../../src/dispatch/build-waiter.js';
+import { runJob, type JobDependencies } from '../../src/dispatch/run-job.js';
 import { awsError, InMemoryBuilds } from '../support/in-memory-builds.js';
 import { jobMessage, runnerFileJson } from '../support/runner-root.js';
 
@@ -68,7 +68,7 @@ class Hold {
 }
 
 /** CodeBuild whose StartBuild answers are held: the call reaches CodeBuild, the answer waits. */
-class HeldStartBuilds implements BuildService {
+class HeldStartBuilds implements CodeBuildApi {
   readonly holds: Hold[] = [];
   constructor(private readonly inner: InMemoryBuilds) {}
   hold(): Hold {

@@ -1,8 +1,8 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
-import { awsErrorName } from '../../util/aws-errors.js';
-import { backoffDelay, sleep } from '../../util/backoff.js';
-import type { Logger } from '../../util/logger.js';
+import { awsErrorName } from '../util/aws-errors.js';
+import { backoffDelay, sleep } from '../util/backoff.js';
+import type { Logger } from '../util/logger.js';
 
 /** A message from the queue EventBridge feeds; bodies are untrusted JSON. */
 export interface QueuedEvent {

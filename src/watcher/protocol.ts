@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { CbactionsError } from '../../util/errors.js';
-import type { BuildSnapshot } from '../build-service.js';
+import { CbactionsError } from '../util/errors.js';
+import type { BuildSnapshot } from '../dispatch/codebuild-api.js';
 
 /**
  * Worker ↔ watcher messages on the host's local socket: one JSON object per line.

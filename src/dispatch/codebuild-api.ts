@@ -49,7 +49,7 @@ export interface StartBuildRequest {
 }
 
 /** The narrow edge between cbactions and CodeBuild (StartBuild, BatchGetBuilds, StopBuild). */
-export interface BuildService {
+export interface CodeBuildApi {
   startBuild(request: StartBuildRequest, signal?: AbortSignal): Promise<BuildSnapshot>;
   /** At most 100 ids (CodeBuild's limit); unknown ids come back in `notFound`. */
   getBuilds(ids: string[], signal?: AbortSignal): Promise<{ builds: BuildSnapshot[]; notFound: string[] }>;
@@ -115,7 +115,7 @@ export function toSnapshot(build: Build | undefined): BuildSnapshot {
 }
 
 /** The AWS SDK adapter. Retries are the caller's (see start-build.ts), so the client should have maxAttempts 1. */
-export class CodeBuildBuildService implements BuildService {
+export class AwsCodeBuildApi implements CodeBuildApi {
   constructor(private readonly client: CodeBuildClient) {}
 
   async startBuild(request: StartBuildRequest, signal?: AbortSignal): Promise<BuildSnapshot> {

@@ -1,4 +1,4 @@
-import type { BuildSnapshot } from './build-service.js';
+import type { BuildSnapshot } from './codebuild-api.js';
 
 /**
  * The catalogue of infrastructure failures: every way a job can end without a result

@@ -1,10 +1,10 @@
-import { awsErrorName, isRetryableAwsError, isThrottlingError } from '../../util/aws-errors.js';
-import { CbactionsError, describeError } from '../../util/errors.js';
-import type { Logger } from '../../util/logger.js';
-import { Wakeup } from '../../util/wakeup.js';
-import { BATCH_GET_BUILDS_LIMIT, type BuildService, type BuildSnapshot } from '../build-service.js';
-import type { BuildWaiter, WaitOptions } from '../build-waiter.js';
-import { FailureCode } from '../failure.js';
+import { awsErrorName, isRetryableAwsError, isThrottlingError } from '../util/aws-errors.js';
+import { CbactionsError, describeError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { Wakeup } from '../util/wakeup.js';
+import { BATCH_GET_BUILDS_LIMIT, type CodeBuildApi, type BuildSnapshot } from '../dispatch/codebuild-api.js';
+import type { BuildWaiter, WaitOptions } from '../dispatch/build-waiter.js';
+import { FailureCode } from '../dispatch/failure.js';
 
 /** Shortest gap between a targeted call (after a poke naming builds) and the call before it. */
 const TARGETED_SPACING_MS = 250;
@@ -68,7 +68,7 @@ export class BuildWatcher implements BuildWaiter {
   private readonly closed = new AbortController();
 
   constructor(
-    private readonly builds: BuildService,
+    private readonly builds: CodeBuildApi,
     private readonly logger: Logger,
     options: WatcherOptions = {},
   ) {

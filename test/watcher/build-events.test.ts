@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { buildIdFromEvent, consumeBuildEvents, type EventQueue, type QueuedEvent } from '../../../src/worker/watcher/build-events.js';
+import { buildIdFromEvent, consumeBuildEvents, type EventQueue, type QueuedEvent } from '../../src/watcher/build-events.js';
 
 const silent = pino({ level: 'silent' });
 
