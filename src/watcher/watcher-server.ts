@@ -41,6 +41,8 @@ export interface WatcherServerOptions {
  */
 export class WatcherServer {
   private readonly connections = new Set<Socket>();
+  /** Set by close(): connections we end ourselves are not workers going away. */
+  private closing = false;
   private readonly tracked = new Map<string, TrackedBuild>();
 
   private constructor(
@@ -75,6 +77,9 @@ export class WatcherServer {
   }
 
   async close(): Promise<void> {
+    // Workers whose connection we end fall back to polling on their own (watcher-client);
+    // their builds are still held, so they must not be stopped as orphans.
+    this.closing = true;
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       for (const socket of this.connections) socket.destroy();
@@ -174,7 +179,7 @@ export class WatcherServer {
     socket.on('close', () => {
       this.connections.delete(socket);
       stopFollowing?.();
-      if (build && !finished && !workerDone && !released) void this.stopOrphan(build);
+      if (build && !finished && !workerDone && !released && !this.closing) void this.stopOrphan(build);
     });
   }
 

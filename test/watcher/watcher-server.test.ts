@@ -87,8 +87,12 @@ describe('watcher server and client over the local socket', () => {
     const result = client!.waitForCompletion(id);
     await until(() => server.builds().length === 1);
     await server.close();
+    // Closing the watcher ends the worker's connection: that is not the worker going away,
+    // so its build must not be stopped as an orphan (it was, and this test then saw STOPPED).
+    expect(builds.count('stop')).toBe(0);
     builds.finish(id);
     await expect(result).resolves.toMatchObject({ status: 'SUCCEEDED' });
+    expect(builds.count('stop')).toBe(0);
   });
 
   it('hands a build back when the watcher cannot poll, without stopping it when the worker falls back', async () => {
