@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { CbactionsError } from '../util/errors.js';
 import { ConfigSchema, RuntimeConfigSchema, type Config } from './schema.js';
 
@@ -57,7 +57,29 @@ export interface ConfigUse {
   runtime?: boolean;
 }
 
+/**
+ * Paths of `__proto__` keys. zod 4 leaves such a key out of a record on purpose (so it cannot
+ * set the result's prototype), which would drop e.g. `deploy.tags.__proto__` without a word:
+ * the file would not say what gets deployed. They are refused instead, naming the field.
+ */
+function prototypeKeyPaths(value: unknown, path: PropertyKey[] = [], found: PropertyKey[][] = []): PropertyKey[][] {
+  if (value === null || typeof value !== 'object') return found;
+  for (const key of Object.keys(value)) {
+    const childPath = [...path, Array.isArray(value) ? Number(key) : key];
+    if (key === '__proto__') found.push(childPath);
+    prototypeKeyPaths((value as Record<string, unknown>)[key], childPath, found);
+  }
+  return found;
+}
+
 export function parseConfig(raw: unknown, source = 'configuration', use: ConfigUse = {}): Config {
+  const prototypeKeys = prototypeKeyPaths(raw);
+  if (prototypeKeys.length > 0) {
+    const error = new z.ZodError(
+      prototypeKeys.map((path) => ({ code: 'custom' as const, path, message: 'the key "__proto__" is not allowed (it would be dropped silently)', input: undefined })),
+    );
+    throw new CbactionsError(ConfigErrorCode.Invalid, `${source} is invalid:\n  ${formatIssues(error.issues).join('\n  ')}`, { cause: error });
+  }
   const result = (use.runtime === true ? RuntimeConfigSchema : ConfigSchema).safeParse(raw);
   if (!result.success) {
     const lines = formatIssues(result.error.issues);
