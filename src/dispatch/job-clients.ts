@@ -8,10 +8,19 @@ import type { KeyService, PayloadStore } from '../seal/types.js';
 import { AwsCodeBuildApi } from './codebuild-api.js';
 
 /** The AWS side of the job path: one set per `cbactions worker`, one for a whole mux. */
-export interface JobClients {
-  builds: AwsCodeBuildApi;
+export interface PayloadServices {
   keys: KeyService;
   store: PayloadStore;
+}
+
+export interface JobClients {
+  builds: AwsCodeBuildApi;
+  /**
+   * The key service and payload store, made on first use (a local key file is read then):
+   * a mux whose key is unusable still starts, and each job reports the problem as a worker
+   * would. A failed attempt is not kept, so the next job tries again.
+   */
+  payloads(): Promise<PayloadServices>;
   /** Closes the SDK clients' sockets. */
   destroy(): void;
 }
@@ -20,7 +29,7 @@ export interface JobClients {
  * Builds the CodeBuild client and the payload services (KMS/S3 or the local key and
  * store) the config names. Called only from a binary's main.
  */
-export async function createJobClients(config: Config, configPath: string, env: NodeJS.ProcessEnv): Promise<JobClients> {
+export function createJobClients(config: Config, configPath: string, env: NodeJS.ProcessEnv): JobClients {
   const refs = payloadRefsFromConfig(config.payloads, { baseDir: dirname(configPath) });
   const region = config.codebuild.region ?? env.AWS_REGION;
   const clientConfig = region ? { region } : {};
@@ -33,11 +42,13 @@ export async function createJobClients(config: Config, configPath: string, env: 
     kms?.destroy();
     s3?.destroy();
   };
-  try {
-    const services = await createPayloadServices(refs, { ...(kms ? { kms } : {}), ...(s3 ? { s3 } : {}) });
-    return { builds: new AwsCodeBuildApi(codebuild), keys: services.keys, store: services.store, destroy };
-  } catch (error) {
-    destroy();
-    throw error;
-  }
+  let services: Promise<PayloadServices> | undefined;
+  const payloads = (): Promise<PayloadServices> => {
+    services ??= createPayloadServices(refs, { ...(kms ? { kms } : {}), ...(s3 ? { s3 } : {}) }).catch((error: unknown) => {
+      services = undefined;
+      throw error;
+    });
+    return services;
+  };
+  return { builds: new AwsCodeBuildApi(codebuild), payloads, destroy };
 }

@@ -29,7 +29,7 @@ import {
 } from '../dispatch/shim-protocol.js';
 import { readFrames } from '../protocol/codec.js';
 import { ExitCode } from '../protocol/exit-codes.js';
-import type { KeyService, PayloadStore } from '../seal/types.js';
+import type { PayloadServices } from '../dispatch/job-clients.js';
 import { awsErrorName, isRetryableAwsError } from '../util/aws-errors.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -70,8 +70,8 @@ export interface DispatchServerOptions {
   config: Config;
   configPath: string;
   builds: CodeBuildApi;
-  keys: KeyService;
-  store: PayloadStore;
+  /** The key service and payload store (made on first use; a failure is that job's). */
+  payloads: () => Promise<PayloadServices>;
   /** The mux's build watcher. */
   waiter: BuildWaiter;
   /** The running slot with this id, or undefined. */
@@ -318,7 +318,7 @@ export class DispatchServer {
     isLost: () => string | undefined;
     setOnLost: (callback: () => void) => void;
   }): Promise<void> {
-    const { config, configPath, builds, keys, store } = this.options;
+    const { config, configPath, builds } = this.options;
     const log = this.options.logger.child({ slot: job.slotId, pool: job.pool.name, shimPid: job.pid });
     this.#shutdowns.add(job.shutdown);
     let buildId: string | undefined;
@@ -345,6 +345,7 @@ export class DispatchServer {
     let report: JobReport;
     try {
       const settings = jobSettings(config, configPath, job.pool, job.env);
+      const { keys, store } = await this.options.payloads();
       const outcome = await runJob({
         frames: readFrames(job.pipe)[Symbol.asyncIterator](),
         builds,

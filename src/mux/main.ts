@@ -78,7 +78,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
   const region = config.codebuild.region ?? env.AWS_REGION;
   // The mux's one set of AWS clients: its watcher and every in-process job use them
   // (one attempt per call: the watcher and the job path have their own jittered backoff).
-  const clients: JobClients = await createJobClients(config, configPath, env);
+  const clients: JobClients = createJobClients(config, configPath, env);
   const { builds } = clients;
   const watcher = new BuildWatcher(builds, logger);
   const background = new AbortController();
@@ -143,8 +143,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
         config,
         configPath,
         builds,
-        keys: clients.keys,
-        store: clients.store,
+        payloads: () => clients.payloads(),
         waiter: watcher,
         slot: (slotId) => mux.dispatchSlot(slotId),
         logger,

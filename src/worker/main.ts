@@ -75,8 +75,9 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
     if (!configPath) throw new CbactionsError('CONFIG_MISSING', `${WorkerEnv.Config} is not set; the mux sets it to the config file`);
     const config = await loadConfigFile(configPath, { runtime: true });
     const pool = selectPool(config, env[WorkerEnv.Pool]);
-    clients = await createJobClients(config, configPath, env);
+    clients = createJobClients(config, configPath, env);
     const { builds } = clients;
+    const { keys, store } = await clients.payloads();
     // The host's shared watcher when the mux runs one; polling on our own otherwise.
     const polling = new PollingBuildWaiter(builds, log);
     const socketPath = env[WorkerEnv.WatcherSocket];
@@ -88,8 +89,8 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
       builds,
       waiter: watcher ?? polling,
       ...(watcher ? { tracker: watcher } : {}),
-      keys: clients.keys,
-      store: clients.store,
+      keys,
+      store,
       runnerFiles: () => readRunnerFiles(env[WorkerEnv.SlotDir] || runnerRoot),
       logger: log,
       shutdownSignal: shutdown.signal,
