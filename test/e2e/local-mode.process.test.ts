@@ -15,7 +15,7 @@ import { makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, waitFor, writeConfi
  * SDK's CodeBuild path) → buildspec.yml → `cbactions entrypoint` → the runner's own
  * (fake) Runner.Worker in a runner root of the build's own → the result back to GitHub.
  */
-describe('cbactions local: every part together', () => {
+describe.each(['in-process', 'worker'] as const)('cbactions local: every part together (mux.dispatch: %s)', (dispatch) => {
   let fake: FakeGitHub | undefined;
   let child: ChildProcess | undefined;
 
@@ -24,12 +24,12 @@ describe('cbactions local: every part together', () => {
     await fake?.stop();
   });
 
-  it('runs jobs through the mux, the worker, the local build service and the entrypoint, then drains', { timeout: 150_000 }, async () => {
+  it('runs jobs through the mux, the shim (and the worker), the local build service and the entrypoint, then drains', { timeout: 150_000 }, async () => {
     fake = await startFakeGitHub({ tokens: ['ghp_local_token'] });
     const dir = mkdtempSync(join(tmpdir(), 'cbactions-local-'));
     const runnerRoot = makeMuxRunnerRoot(join(dir, 'runner'));
     const stateDir = join(dir, 'state');
-    const config = muxConfig({ fake, runnerRoot, stateDir: join(dir, 'ignored'), pools: [{ name: 'local', labels: ['cbactions', 'local'], slots: 2 }], mux: { isolation: 'preload', preloadPath: PRELOAD_SO, installWorkerShim: true } });
+    const config = muxConfig({ fake, runnerRoot, stateDir: join(dir, 'ignored'), pools: [{ name: 'local', labels: ['cbactions', 'local'], slots: 2 }], mux: { isolation: 'preload', preloadPath: PRELOAD_SO, installWorkerShim: true, dispatch } });
     const configPath = writeConfig(dir, config);
 
     const logs: LogRecord[] = [];
@@ -59,6 +59,13 @@ describe('cbactions local: every part together', () => {
     await waitFor('both jobs running in their builds', () => ['local_ok', 'local_fails'].every((jobId) => readdirSync(rendezvousDir).includes(`${jobId}.ready`)), 60_000).catch((error: Error) => {
       throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
     });
+    // While they run, the status endpoint shows both slots busy, each with its build.
+    const statusUrl = String(logs.find((record) => record.event === 'mux.started')?.statusUrl);
+    const status = (await (await fetch(`${statusUrl}/status`)).json()) as { slots: { state: string; buildId: string | null }[] };
+    expect(status.slots.map((slot) => [slot.state, typeof slot.buildId === 'string' && slot.buildId !== ''])).toEqual([
+      ['busy', true],
+      ['busy', true],
+    ]);
     writeFileSync(join(rendezvousDir, 'go'), '');
     await waitFor('both jobs completed', () => ok.status === 'completed' && failing.status === 'completed', 60_000).catch((error: Error) => {
       throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
@@ -81,7 +88,13 @@ describe('cbactions local: every part together', () => {
     // The watcher saw both builds and told the mux which slot ran which.
     // The watcher logs from another process than the one that told GitHub the job ended: wait for it.
     await waitFor('the watcher to log both builds finished', () => logs.filter((record) => record.event === 'worker.finished').length >= 2);
-    expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(2);
+    // In-process, the mux ran both jobs itself (their records are in its log); otherwise two workers told its watcher.
+    if (dispatch === 'in-process') {
+      expect(logs.filter((record) => record.event === 'worker.build-started' && record.slot !== undefined)).toHaveLength(2);
+      expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(0);
+    } else {
+      expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(2);
+    }
     expect(logs.filter((record) => record.event === 'worker.finished')).toHaveLength(2);
     expect(readdirSync(join(stateDir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);
 
