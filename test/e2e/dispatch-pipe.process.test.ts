@@ -5,6 +5,7 @@
  * in-process dispatch, once with the dispatch socket absent (the fallback `cbactions worker`).
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,6 +46,8 @@ describe.each(JOB_PATH_DISPATCHES)('Runner.Worker given bad or vanishing pipe in
     const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
     const done = exitAfterOutput(child).then(({ code }) => {
       clearTimeout(timer);
+      // The job went the way this block names: a fallback worker writes its log; in-process, no worker ran.
+      expect(existsSync(rig.workerLog)).toBe(dispatch === 'worker');
       return { code, stderrLines: stderr.trim().split('\n').filter(Boolean) };
     });
     return { toWorker, done };
