@@ -183,6 +183,11 @@ export class DispatchServer {
     return this.options.socketPath;
   }
 
+  /** Open connections (a job each, or one being refused). */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
   /** Jobs running now. */
   get running(): number {
     return this.#jobs.size;
@@ -228,7 +233,8 @@ export class DispatchServer {
       socket.end();
     };
     const connectionLost = (why: string) => {
-      if (lost !== undefined) return;
+      // After EXIT the shim closing is the normal end, not a dead shim.
+      if (lost !== undefined || phase === 'done') return;
       lost = why;
       pipe?.end();
       onLost?.();
@@ -325,8 +331,9 @@ export class DispatchServer {
     let jobId: string | undefined;
     let orphan: Promise<boolean> | undefined;
     // The shim died (the listener's SIGKILL after a cancel): stop the build now, as the watcher does for a dead worker.
+    let ended = false;
     const stopOrphan = () => {
-      if (orphan || buildId === undefined) return;
+      if (orphan || ended || buildId === undefined) return;
       const id = buildId;
       log.warn({ event: 'watcher.orphan', buildId: id, jobId, reason: job.isLost() }, 'the shim went away before its build ended; stopping the build');
       orphan = withRetries(() => builds.stopBuild(id), { maxAttempts: 6, initialMs: 500, maxMs: 5000, isRetryable: isRetryableAwsError }).then(
@@ -370,6 +377,7 @@ export class DispatchServer {
     } catch (error) {
       report = reportError(error);
     } finally {
+      ended = true;
       this.#shutdowns.delete(job.shutdown);
     }
     const stopped = orphan ? await orphan : undefined;

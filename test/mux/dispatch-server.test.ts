@@ -128,6 +128,9 @@ describe('in-mux dispatch server (a TypeScript fake shim against the job path)',
     for (const form of leakForms(secret)) expect(text).not.toContain(form.toString('utf8'));
     const request = JSON.stringify(builds.calls.filter((call) => call.op === 'start'));
     expect(request).not.toContain(secret);
+    // The shim closing after EXIT is the normal end: no build is stopped as an orphan.
+    await until(() => (server.connections === 0 ? true : undefined), 'the connection to close on the mux side');
+    expect(logs.events()).not.toContain('watcher.orphan');
     expect(builds.count('stop')).toBe(0);
   });
 
