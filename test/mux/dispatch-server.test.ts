@@ -257,6 +257,18 @@ describe('in-mux dispatch server (a TypeScript fake shim against the job path)',
     expect(store.cancels).toBe(1);
   });
 
+  it('closing (after the slots stopped) refuses new connections, tells running jobs to stop as SIGTERM would, and waits for them', async () => {
+    buildsRunUntilCancelled();
+    const shim = await FakeShim.connect(server.socketPath, slotEnv());
+    shim.job(jobMessage({ jobId: 'job-at-close' }));
+    await until(() => ([...builds.builds.values()][0]?.currentPhase === 'BUILD' ? true : undefined), 'the build to run the job');
+    const closing = server.close();
+    await expect(FakeShim.connect(server.socketPath, slotEnv('default-1'))).rejects.toThrow();
+    expect((await shim.result).exitCode).toBe(103);
+    expect(store.cancels).toBe(1);
+    await closing;
+  });
+
   it('refuses a shim naming no running slot with a line and exit 1, without accepting', async () => {
     const shim = await FakeShim.connect(server.socketPath, { CBACTIONS_SLOT: 'other-3' });
     expect(await shim.result).toEqual({ accepted: false, lines: [expect.stringMatching(/no slot "other-3" \(CBACTIONS_SLOT\).*\(DISPATCH_UNKNOWN_SLOT\)$/)], exitCode: 1 });
