@@ -116,7 +116,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
       ecsAgentUri: env[MuxEnv.EcsAgentUri] || undefined,
       defaultPreloadPath: () => builtPreloadArtifacts().preloadPath,
       probePreload,
-      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, workerEntry()),
+      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, workerEntry(), builtPreloadArtifacts().workerShimPath),
       listenerLauncher: launcherPath,
       instance,
       lifecycle: { previous, open: () => new MuxJournal(stateDir, { instance, ...self }, logger), builds },
