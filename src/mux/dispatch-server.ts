@@ -264,7 +264,11 @@ export class DispatchServer {
         pipe = new PipeChunks();
         shutdown = new AbortController();
         send(encodeDispatchMessage(MuxMessage.Accept));
-        const job = this.#runJob({ slotId, slot, pool, env: hello.env, pid: hello.pid, pipe, shutdown, finish, isLost: () => lost, setOnLost: (callback) => (onLost = callback) });
+        const job = this.#runJob({ slotId, slot, pool, env: hello.env, pid: hello.pid, pipe, shutdown, finish, isLost: () => lost, setOnLost: (callback) => (onLost = callback) }).catch((error: unknown) => {
+          // A bug past the job path (the mux's own bookkeeping): this job still ends, the mux goes on.
+          log.error({ event: 'dispatch.internal-error', slot: slotId, error: describeError(error) }, 'in-process dispatch failed after the job');
+          finish(reportError(error));
+        });
         this.#jobs.add(job);
         void job.finally(() => this.#jobs.delete(job));
         return;
@@ -310,6 +314,15 @@ export class DispatchServer {
       this.#connections.delete(socket);
       connectionLost('the connection closed');
     });
+  }
+
+  /** The mux's bookkeeping (journal, status) must not end a job: its errors are logged. */
+  #emit(event: DispatchEvent): void {
+    try {
+      this.options.onEvent?.(event);
+    } catch (error) {
+      this.options.logger.error({ event: 'dispatch.event-failed', kind: event.kind, slot: event.slot, error: describeError(error) }, 'recording a dispatch event failed');
+    }
   }
 
   async #runJob(job: {
@@ -361,7 +374,7 @@ export class DispatchServer {
           track: (id, about) => {
             buildId = id;
             jobId = about.jobId;
-            this.options.onEvent?.({ kind: 'tracked', buildId: id, slot: job.slotId, jobId: about.jobId });
+            this.#emit({ kind: 'tracked', buildId: id, slot: job.slotId, jobId: about.jobId });
             if (job.isLost() !== undefined) stopOrphan();
           },
         },
@@ -385,7 +398,7 @@ export class DispatchServer {
     // The mux's log carries one line per job, as for a worker: the alarms on failed dispatches match `worker.failed`.
     if (report.failureCode) log.error({ event: 'worker.failed', ...fields, ...(report.error ? { error: report.error } : {}) }, 'job did not run');
     else log.info({ event: 'worker.finished', ...fields }, 'job finished');
-    this.options.onEvent?.({
+    this.#emit({
       kind: 'done',
       slot: job.slotId,
       exitCode: report.exitCode,

@@ -55,6 +55,7 @@ describe('in-mux dispatch server (a TypeScript fake shim against the job path)',
   let server: DispatchServer;
   let logs: ReturnType<typeof captureLogger>;
   let events: DispatchEvent[];
+  let throwOnEvent = false;
   const slotEnv = (slot = 'default-0', extra: Record<string, string> = {}) => ({ CBACTIONS_SLOT: slot, CBACTIONS_CANCEL_GRACE_SECONDS: '40', ...extra });
 
   beforeEach(async () => {
@@ -64,6 +65,7 @@ describe('in-mux dispatch server (a TypeScript fake shim against the job path)',
     const keys = new LocalKeyService(randomBytes(32));
     logs = captureLogger();
     events = [];
+    throwOnEvent = false;
     watcher = new BuildWatcher(builds, logs.logger, { minIntervalMs: 10, maxCallsPerSecond: 1000 });
     watcher.start();
     const slotDir = join(dir, 'slot');
@@ -86,7 +88,10 @@ describe('in-mux dispatch server (a TypeScript fake shim against the job path)',
       waiter: watcher,
       slot: (slotId) => (slotId.startsWith('default-') ? { pool: 'default', configDir: slotDir } : undefined),
       logger: logs.logger,
-      onEvent: (event) => events.push(event),
+      onEvent: (event) => {
+        events.push(event);
+        if (throwOnEvent) throw new Error('the mux bookkeeping broke');
+      },
       closeTimeoutMs: 2000,
     });
   });
@@ -267,6 +272,15 @@ describe('in-mux dispatch server (a TypeScript fake shim against the job path)',
     expect((await shim.result).exitCode).toBe(103);
     expect(store.cancels).toBe(1);
     await closing;
+  });
+
+  it('an error in the mux’s own bookkeeping of a job neither ends that job nor crashes the mux', async () => {
+    buildsRunJobs('100');
+    throwOnEvent = true;
+    const shim = await FakeShim.connect(server.socketPath, slotEnv());
+    shim.job(jobMessage({ jobId: 'job-bookkeeping' }));
+    expect(await shim.result).toEqual({ accepted: true, lines: [], exitCode: 100 });
+    expect(logs.events().filter((event) => event === 'dispatch.event-failed')).toHaveLength(2);
   });
 
   it('refuses a shim naming no running slot with a line and exit 1, without accepting', async () => {
