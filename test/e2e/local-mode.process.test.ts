@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -51,6 +52,18 @@ describe.each(['in-process', 'worker'] as const)('cbactions local: every part to
     await waitFor('two runners polling', () => [...(fake?.runners.values() ?? [])].filter((runner) => runner.lastPollDisableUpdate === true).length === 2, 30_000).catch((error: Error) => {
       throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
     });
+    const socketPath = join(stateDir, 'mux', 'dispatch.sock');
+    // mux.dispatch: worker has no dispatch socket: the shims fall back to `cbactions worker`.
+    expect(existsSync(socketPath)).toBe(dispatch === 'in-process');
+    if (dispatch === 'in-process') {
+      // The dispatch socket is the mux's own (0600); garbage on it ends that connection only.
+      expect(statSync(socketPath).mode & 0o777).toBe(0o600);
+      const garbage = connect(socketPath);
+      garbage.on('error', () => {});
+      garbage.write(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+      await new Promise((resolveClosed) => garbage.once('close', resolveClosed));
+      await waitFor('the mux to log the bad message', () => logs.some((record) => record.event === 'dispatch.bad-message'));
+    }
     // The two jobs run at once: each fake worker holds its file in _work/_temp until both run.
     const rendezvousDir = join(dir, 'rendezvous');
     mkdirSync(rendezvousDir);
