@@ -458,6 +458,27 @@ describe('worker-shim: relaying a job to the mux', () => {
     expect(await shim.exit).toEqual({ code: 103, signal: null });
   });
 
+  it('a SIGTERM before ACCEPT, then no mux after all: it acts as it would without a shim (the default ends the process), the fallback never runs', async () => {
+    const installed = installShim();
+    const mux = await FakeMux.listen(tempDir());
+    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
+    const peer = await mux.connection();
+    await peer.message(ShimMessage.Hello);
+    shim.child.kill('SIGTERM');
+    peer.socket.end();
+    expect(await shim.exit).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(existsSync(join(installed.dir, 'bin', 'fallback.args'))).toBe(false);
+  });
+
+  it('CBACTIONS_* variables beyond the 64 KiB of a HELLO: one reason line, exit 1, nothing sent', async () => {
+    const installed = installShim();
+    const mux = await FakeMux.listen(tempDir());
+    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path, CBACTIONS_BIG: 'x'.repeat(70_000) });
+    expect(await shim.exit).toEqual({ code: 1, signal: null });
+    expect(shim.stderr()).toBe('cbactions: the job could not be started: the CBACTIONS_* environment does not fit in the 65536 bytes the mux accepts (SHIM_HELLO_TOO_LARGE)\n');
+    expect(mux.connections).toHaveLength(0);
+  });
+
   it('killed with SIGKILL (the listener after a cancel): the mux sees the connection close', async () => {
     const { shim, peer } = await acceptedJob();
     shim.child.kill('SIGKILL');
