@@ -29,6 +29,7 @@ echo "$$" > "$out.pid"
 # The shell's own builtins read its status: a forked grep would see dash's mask around fork.
 while IFS= read -r line; do case "$line" in SigBlk:*|SigIgn:*) echo "$line" ;; esac; done < /proc/$$/status > "$out.signals"
 if [ -e "/proc/$$/fd/$3" ]; then echo open > "$out.w"; fi
+for fd in /proc/$$/fd/*; do echo "\${fd##*/} $(readlink "$fd")"; done > "$out.fds"
 cat <&"$2" > "$out.job"
 exit 42
 `;
@@ -177,6 +178,8 @@ class FakeMux {
 
 interface RunningShim {
   child: ChildProcess;
+  /** fd R's FIFO (`<fifo>.fds`: the descriptors the shim was started with). */
+  fifo: string;
   exit: Promise<ChildExit>;
   stderr: () => string;
   /** Writes to fd R (the listener's side of the pipe); resolves when the bytes are in the pipe. */
@@ -194,7 +197,9 @@ function startShim(installed: Installed, env: Record<string, string>, options: {
   const made = spawnSync('mkfifo', [fifo]);
   if (made.status !== 0) throw new Error(`mkfifo failed: ${String(made.stderr)}`);
   const command = [...(options.wrapper ?? []), installed.shimPath, ...(options.args ?? ['spawnclient', '3', '4'])];
-  const child = spawn('/bin/sh', ['-c', 'fifo="$1"; shift; exec "$@" 3<"$fifo" 4>/dev/null', 'sh', fifo, ...command], {
+  // The shell lists the descriptors the shim inherits (beyond R and W), for the fallback's check.
+  const listFds = 'for fd in /proc/$$/fd/*; do echo "${fd##*/} $(readlink "$fd")"; done';
+  const child = spawn('/bin/sh', ['-c', `fifo="$1"; shift; ${listFds} > "$fifo.fds"; exec "$@" 3<"$fifo" 4>/dev/null`, 'sh', fifo, ...command], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -217,6 +222,7 @@ function startShim(installed: Installed, env: Record<string, string>, options: {
   });
   return {
     child,
+    fifo,
     exit,
     stderr: () => stderr,
     write: (bytes) => new Promise((resolve, reject) => writer.write(bytes, (error) => (error ? reject(error) : resolve()))),
@@ -229,9 +235,20 @@ function jobFrame(bodyChars = 2_000): Buffer {
   return encodeFrame(MessageType.NewJobRequest, job);
 }
 
-function readFallback(installed: Installed): { args: string[]; pid: number; signals: string; wOpen: boolean; job: Buffer } {
+/**
+ * The sockets and anonymous inodes (signalfd, eventfd …) among a process's descriptors, by
+ * kernel object, whatever their numbers (the shells move their own descriptors around).
+ */
+function kernelObjects(listing: string): string[] {
+  const objects = listing.split('\n').map((line) => line.split(' ')[1] ?? '').filter((target) => /^(socket|anon_inode):/.test(target));
+  return [...new Set(objects)].sort();
+}
+
+function readFallback(installed: Installed): { args: string[]; pid: number; signals: string; wOpen: boolean; job: Buffer; kernelObjects: string[] } {
   const out = join(installed.dir, 'bin', 'fallback');
   return {
+    // Descriptors above R and W (the shell's own directory scan among them).
+    kernelObjects: kernelObjects(readFileSync(`${out}.fds`, 'utf8')),
     args: readFileSync(`${out}.args`, 'utf8').trimEnd().split('\n'),
     pid: Number(readFileSync(`${out}.pid`, 'utf8')),
     signals: readFileSync(`${out}.signals`, 'utf8'),
@@ -250,6 +267,9 @@ function expectFallbackRan(installed: Installed, shim: RunningShim, exit: ChildE
   // What we were given (nothing blocked, nothing ignored), not the shim's own signal setup.
   expect(fallback.signals).toBe('SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n');
   expect(fallback.job.equals(job)).toBe(true);
+  // The shim's socket and signalfd are close-on-exec: the fallback has just what the shim was given.
+  const given = kernelObjects(readFileSync(`${shim.fifo}.fds`, 'utf8'));
+  for (const object of fallback.kernelObjects) expect(given, `${object} reached the fallback`).toContain(object);
 }
 
 function tempDir(): string {
@@ -398,6 +418,14 @@ describe('worker-shim: relaying a job to the mux', () => {
     expect(peer.decodeError).toBeUndefined();
   });
 
+  it('mux messages split into single bytes are put back together', async () => {
+    const { shim, peer } = await acceptedJob();
+    const bytes = Buffer.concat([encodeShimMessage(ShimMessage.Line, 'split ünicode'), encodeShimMessage(ShimMessage.Exit, encodeUint32(104))]);
+    for (const byte of bytes) await new Promise<void>((resolve) => peer.socket.write(Buffer.from([byte]), () => resolve()));
+    expect(await shim.exit).toEqual({ code: 104, signal: null });
+    expect(shim.stderr()).toBe('split ünicode\n');
+  });
+
   it('EXIT may come before the job is fully read (the mux decided early)', async () => {
     const installed = installShim();
     const mux = await FakeMux.listen(tempDir());
@@ -456,6 +484,27 @@ describe('worker-shim: relaying a job to the mux', () => {
     expect((await peer.message(ShimMessage.Signal)).body.readUInt32LE(0)).toBe(15);
     peer.send(encodeShimMessage(ShimMessage.Exit, encodeUint32(103)));
     expect(await shim.exit).toEqual({ code: 103, signal: null });
+  });
+
+  it('a SIGTERM before ACCEPT, then no mux after all: it acts as it would without a shim (the default ends the process), the fallback never runs', async () => {
+    const installed = installShim();
+    const mux = await FakeMux.listen(tempDir());
+    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
+    const peer = await mux.connection();
+    await peer.message(ShimMessage.Hello);
+    shim.child.kill('SIGTERM');
+    peer.socket.end();
+    expect(await shim.exit).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(existsSync(join(installed.dir, 'bin', 'fallback.args'))).toBe(false);
+  });
+
+  it('CBACTIONS_* variables beyond the 64 KiB of a HELLO: one reason line, exit 1, nothing sent', async () => {
+    const installed = installShim();
+    const mux = await FakeMux.listen(tempDir());
+    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path, CBACTIONS_BIG: 'x'.repeat(70_000) });
+    expect(await shim.exit).toEqual({ code: 1, signal: null });
+    expect(shim.stderr()).toBe('cbactions: the job could not be started: the CBACTIONS_* environment does not fit in the 65536 bytes the mux accepts (SHIM_HELLO_TOO_LARGE)\n');
+    expect(mux.connections).toHaveLength(0);
   });
 
   it('killed with SIGKILL (the listener after a cancel): the mux sees the connection close', async () => {
