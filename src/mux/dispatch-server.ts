@@ -12,6 +12,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Config, Pool } from '../config/schema.js';
 import { PollingBuildWaiter, type BuildWaiter, type WaitOptions } from '../dispatch/build-waiter.js';
 import type { BuildSnapshot, CodeBuildApi } from '../dispatch/codebuild-api.js';
+import { formatFailure } from '../dispatch/failure.js';
 import { reportError, reportOutcome, type JobReport } from '../dispatch/job-report.js';
 import { jobSettings } from '../dispatch/job-settings.js';
 import { runJob } from '../dispatch/run-job.js';
@@ -25,6 +26,7 @@ import {
   MuxMessage,
   shimToMuxDecoder,
   ShimMessage,
+  ShimProtocolErrorCode,
   type DispatchMessage,
 } from '../dispatch/shim-protocol.js';
 import { readFrames } from '../protocol/codec.js';
@@ -34,7 +36,7 @@ import { awsErrorName, isRetryableAwsError } from '../util/aws-errors.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { withRetries } from '../util/retry.js';
-import { formatFailure } from '../dispatch/failure.js';
+import { ListenerEnv } from './mux.js';
 
 /** Set by the mux in every listener's environment (in-process dispatch only); the shim connects to it. */
 export const DISPATCH_SOCKET_VARIABLE = 'CBACTIONS_DISPATCH_SOCKET';
@@ -252,12 +254,12 @@ export class DispatchServer {
         clearTimeout(helloTimer);
         if (message.type !== ShimMessage.Hello) throw new CbactionsError(DispatchErrorCode.NoHello, `the first dispatch message was of type ${message.type}, not HELLO`);
         const hello = decodeHello(message.body);
-        const slotId = hello.env[ListenerSlotVariable] ?? '';
+        const slotId = hello.env[ListenerEnv.Slot] ?? '';
         const slot = slotId ? this.options.slot(slotId) : undefined;
         const pool = slot ? this.options.config.pools.find((candidate) => candidate.name === slot.pool) : undefined;
         if (!slot || !pool) {
           log.warn({ event: 'dispatch.unknown-slot', slot: slotId.slice(0, 100), pid: hello.pid }, 'a shim named no running slot');
-          finish({ exitCode: ExitCode.InfrastructureFailure, lines: [formatFailure({ code: DispatchErrorCode.UnknownSlot, message: `the mux runs no slot "${slotId.slice(0, 100)}" (${ListenerSlotVariable}); the job was not taken` })] });
+          finish({ exitCode: ExitCode.InfrastructureFailure, lines: [formatFailure({ code: DispatchErrorCode.UnknownSlot, message: `the mux runs no slot "${slotId.slice(0, 100)}" (${ListenerEnv.Slot}); the job was not taken` })] });
           return;
         }
         phase = 'relaying';
@@ -286,7 +288,7 @@ export class DispatchServer {
           shutdown?.abort(new CbactionsError('WORKER_SIGNALLED', 'the worker was told to stop'));
           return;
         default:
-          throw new CbactionsError('SHIM_BAD_MESSAGE', `HELLO again after the job was accepted`);
+          throw new CbactionsError(ShimProtocolErrorCode.BadBody, 'HELLO again after the job was accepted');
       }
     };
 
@@ -410,9 +412,6 @@ export class DispatchServer {
     job.finish(report);
   }
 }
-
-/** The listener's slot id, as the mux sets it (mux.ts ListenerEnv.Slot). */
-const ListenerSlotVariable = 'CBACTIONS_SLOT';
 
 async function removeStaleSocket(path: string): Promise<void> {
   try {
