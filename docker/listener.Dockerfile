@@ -7,15 +7,15 @@
 
 ARG NODE_IMAGE=node:22-bookworm-slim
 
-# preload.so (LD_PRELOAD: per-listener .runner/.credentials), its probe, and the launcher
-# every listener starts through (so listeners die with the mux), built with the same
-# Makefile as `npm run build`.
+# preload.so (LD_PRELOAD: per-listener .runner/.credentials), its probe, the launcher
+# every listener starts through (so listeners die with the mux), and the native
+# Runner.Worker shim (docs/worker-shim.md), built with the same Makefile as `npm run build`.
 FROM ${NODE_IMAGE} AS preload
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev make \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
-COPY src/preload/Makefile src/preload/preload.c src/preload/preload-probe.c src/preload/listener-launcher.c src/preload/
+COPY src/preload/Makefile src/preload/preload.c src/preload/preload-probe.c src/preload/listener-launcher.c src/preload/worker-shim.c src/preload/
 RUN make -C src/preload OUT=/out
 
 FROM ${NODE_IMAGE}
@@ -40,11 +40,12 @@ RUN /opt/cbactions/docker/install-runner.sh "${RUNNER_VERSION}" /actions-runner 
 COPY docker/image-package.json /opt/cbactions/package.json
 COPY bin/cbactions /opt/cbactions/bin/cbactions
 COPY dist/bundle/cbactions.mjs /opt/cbactions/dist/src/cli/main.js
-COPY src/preload/Makefile src/preload/preload.c src/preload/preload-probe.c src/preload/listener-launcher.c /opt/cbactions/src/preload/
+COPY src/preload/Makefile src/preload/preload.c src/preload/preload-probe.c src/preload/listener-launcher.c src/preload/worker-shim.c /opt/cbactions/src/preload/
 COPY --from=preload /out/ /opt/cbactions/dist/preload/
 COPY docker/listener-entrypoint.sh /usr/local/bin/cbactions-listener-entrypoint
 
-# Runner.Listener starts <root>/bin/Runner.Worker for each job: that becomes the shim.
+# Runner.Listener starts <root>/bin/Runner.Worker for each job: that becomes the native shim
+# (from dist/preload/worker-shim above), with the script shim as Runner.Worker.fallback.
 # Non-root: the runner refuses root without RUNNER_ALLOW_RUNASROOT, and nothing here needs it.
 RUN chmod 0755 /opt/cbactions/bin/cbactions /usr/local/bin/cbactions-listener-entrypoint \
  && ln -s /opt/cbactions/bin/cbactions /usr/local/bin/cbactions \

@@ -156,6 +156,13 @@ export const MuxSchema = z.strictObject({
   preloadPath: z.string().min(1).optional(),
   /** Install the cbactions Runner.Worker shim into `runnerRoot` at start (false only when the image already has it, or to run the runner's own worker). */
   installWorkerShim: z.boolean().default(true),
+  /**
+   * Who runs each job's path (read, start the build, seal, watch, cancel): `in-process` — the
+   * mux itself, for every job at once, reached by the native Runner.Worker shim over
+   * `<stateDir>/dispatch.sock`; `worker` — one `cbactions worker` process per job (the shim
+   * finds no socket and falls back to it).
+   */
+  dispatch: z.enum(['in-process', 'worker']).default('in-process'),
   /** Delay before a listener is restarted or a registration retried: exponential, jittered, capped, reset after a healthy run. */
   listenerBackoff: z
     .strictObject({

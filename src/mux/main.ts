@@ -2,10 +2,9 @@
  * `cbactions mux --config FILE`: the only place of the mux that reads the environment,
  * builds SDK clients and the logger, and wires the signals.
  */
-import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -16,12 +15,13 @@ import { probePreload } from '../preload/probe.js';
 import { ExitCode } from '../protocol/exit-codes.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
-import { AwsCodeBuildApi } from '../dispatch/codebuild-api.js';
+import { createJobClients, type JobClients } from '../dispatch/job-clients.js';
 import { installWorkerShim, workerEntry } from '../worker/install.js';
 import { consumeBuildEvents, SqsEventQueue } from '../watcher/build-events.js';
 import { BuildWatcher } from '../watcher/build-watcher.js';
 import { WATCHER_SOCKET_VARIABLE } from '../watcher/protocol.js';
 import { WatcherServer } from '../watcher/watcher-server.js';
+import { DISPATCH_SOCKET_NAME, DISPATCH_SOCKET_VARIABLE, DispatchServer } from './dispatch-server.js';
 import { createGitHubClient } from './github-client.js';
 import { muxInstanceId } from './instance-id.js';
 import { Mux, MuxErrorCode } from './mux.js';
@@ -76,12 +76,14 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
     secretsManager: () => (secretsManager ??= new SecretsManagerClient({})),
   };
   const region = config.codebuild.region ?? env.AWS_REGION;
-  // One attempt per call: the watcher has its own jittered backoff.
-  const codebuild = new CodeBuildClient({ ...(region ? { region } : {}), maxAttempts: 1 });
-  const builds = new AwsCodeBuildApi(codebuild);
+  // The mux's one set of AWS clients: its watcher and every in-process job use them
+  // (one attempt per call: the watcher and the job path have their own jittered backoff).
+  const clients: JobClients = createJobClients(config, configPath, env);
+  const { builds } = clients;
   const watcher = new BuildWatcher(builds, logger);
   const background = new AbortController();
   let server: WatcherServer | undefined;
+  let dispatch: DispatchServer | undefined;
   let lock: StateDirLock | undefined;
   try {
     // Without it a listener outlives a mux that dies hard (SIGKILL) and takes jobs nobody runs.
@@ -96,19 +98,25 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
     const instance = await muxInstanceId({ env, hostname: hostname(), stateDir, logger });
     const previous = readPreviousJournal(stateDir);
     const socketPath = join(config.mux.stateDir, 'watcher.sock');
+    const dispatchSocketPath = join(stateDir, DISPATCH_SOCKET_NAME);
+    const inProcess = config.mux.dispatch === 'in-process';
+    const listenerEnv: NodeJS.ProcessEnv = { ...env, [WATCHER_SOCKET_VARIABLE]: socketPath };
+    // Unset, the shim falls back to `cbactions worker` (mux.dispatch: worker).
+    if (inProcess) listenerEnv[DISPATCH_SOCKET_VARIABLE] = dispatchSocketPath;
+    else delete listenerEnv[DISPATCH_SOCKET_VARIABLE];
     const mux = new Mux({
       config,
       configPath,
       registry,
       logger,
-      env: { ...env, [WATCHER_SOCKET_VARIABLE]: socketPath },
+      env: listenerEnv,
       secretEnvNames: secretEnvNames(configSecretSources(config.github.auth)),
       hostname: hostname(),
       isRoot: process.getuid?.() === 0,
       ecsAgentUri: env[MuxEnv.EcsAgentUri] || undefined,
       defaultPreloadPath: () => builtPreloadArtifacts().preloadPath,
       probePreload,
-      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, workerEntry()),
+      installWorkerShim: (runnerRoot) => installWorkerShim(runnerRoot, process.execPath, workerEntry(), builtPreloadArtifacts().workerShimPath),
       listenerLauncher: launcherPath,
       instance,
       lifecycle: { previous, open: () => new MuxJournal(stateDir, { instance, ...self }, logger), builds },
@@ -129,6 +137,29 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
         if (event.kind === 'finished' || event.kind === 'worker-done' || (event.kind === 'orphaned' && event.stopped)) mux.forgetBuild(event.build.buildId);
       },
     });
+    if (inProcess) {
+      dispatch = await DispatchServer.listen({
+        socketPath: dispatchSocketPath,
+        config,
+        configPath,
+        builds,
+        payloads: () => clients.payloads(),
+        waiter: watcher,
+        slot: (slotId) => mux.dispatchSlot(slotId),
+        logger,
+        onEvent: (event) => {
+          if (event.kind === 'tracked') {
+            mux.recordBuild(event.buildId, event.slot);
+            mux.setSlotBuild(event.slot, event.buildId);
+            return;
+          }
+          // An orphan that could not be stopped stays journaled: the next life tries again.
+          if (event.buildId && event.orphan?.stopped !== false) mux.forgetBuild(event.buildId);
+        },
+      });
+    } else {
+      await rm(dispatchSocketPath, { force: true });
+    }
     const queueUrl = env[MuxEnv.EventsQueueUrl];
     if (queueUrl) {
       const sqs = new SQSClient(region ? { region } : {});
@@ -138,9 +169,11 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
     return await mux.run(options.signal);
   } finally {
     background.abort();
+    // The slots have stopped: the jobs still running end (or lose their build) before the watcher goes.
+    await dispatch?.close().catch((error: unknown) => logger.warn({ event: 'dispatch.close-failed', error: describeError(error) }));
     await server?.close().catch(() => {});
     await watcher.close();
-    codebuild.destroy();
+    clients.destroy();
     secretsManager?.destroy();
     lock?.release();
   }

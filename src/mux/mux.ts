@@ -138,6 +138,12 @@ export class Mux {
     return slot ? slot.setBuild(buildId) : false;
   }
 
+  /** The slot a dispatch connection names (its listener's CBACTIONS_SLOT), while the mux runs it. */
+  dispatchSlot(slotId: string): { pool: string; configDir: string } | undefined {
+    const slot = this.#slots.find((candidate) => candidate.id === slotId);
+    return slot && slot.state !== 'stopped' ? { pool: slot.pool, configDir: slot.configDir } : undefined;
+  }
+
   /** The watcher saw a worker start `buildId`: journaled, so a next life can stop it if this one dies. */
   recordBuild(buildId: string, slotId: string | undefined): void {
     this.#journal?.addBuild({ buildId, ...(slotId ? { slot: slotId } : {}) });

@@ -116,6 +116,11 @@ export class Slot {
     return this.options.pool;
   }
 
+  /** Where the slot's runner settings (`.runner`, `.credentials`) are written. */
+  get configDir(): string {
+    return this.options.layout.configDir;
+  }
+
   /** A job runs (or is finishing while the mux stops): such a slot holds task protection. */
   get busy(): boolean {
     return this.#state === 'busy' || this.#state === 'draining';

@@ -90,6 +90,7 @@ export const HARD_LINK_ROOT_SKIPPED_NAMES: readonly string[] = [...REDIRECTED_FI
 export const PRELOAD_LIBRARY_FILE = 'preload.so';
 export const PRELOAD_PROBE_FILE = 'preload-probe';
 export const LISTENER_LAUNCHER_FILE = 'listener-launcher';
+export const WORKER_SHIM_FILE = 'worker-shim';
 
 export interface PreloadArtifacts {
   /** The LD_PRELOAD library. */
@@ -98,11 +99,18 @@ export interface PreloadArtifacts {
   probePath: string;
   /** `listener-launcher PARENT_PID PROGRAM ARG...`: runs PROGRAM with a death signal tied to its starter. */
   launcherPath: string;
+  /** The native Runner.Worker shim (docs/worker-shim.md) that `install-worker` copies into a runner root. */
+  workerShimPath: string;
 }
 
 /** The build outputs in `dir` (what `make -C src/preload OUT=dir` writes). */
 export function preloadArtifactsIn(dir: string): PreloadArtifacts {
-  return { preloadPath: join(dir, PRELOAD_LIBRARY_FILE), probePath: join(dir, PRELOAD_PROBE_FILE), launcherPath: join(dir, LISTENER_LAUNCHER_FILE) };
+  return {
+    preloadPath: join(dir, PRELOAD_LIBRARY_FILE),
+    probePath: join(dir, PRELOAD_PROBE_FILE),
+    launcherPath: join(dir, LISTENER_LAUNCHER_FILE),
+    workerShimPath: join(dir, WORKER_SHIM_FILE),
+  };
 }
 
 /**

@@ -14,7 +14,8 @@ import { WorkerEnv } from '../../src/worker/environment.js';
 import { CBACTIONS_BIN, PROJECT_ROOT } from '../support/runner-root.js';
 
 const commands = [
-  { command: 'worker', documented: WORKER_ENVIRONMENT, sources: ['src/worker/main.ts'] },
+  // The job settings and clients the worker builds are read in dispatch/ (shared with the mux's in-process dispatch).
+  { command: 'worker', documented: WORKER_ENVIRONMENT, sources: ['src/worker/main.ts', 'src/dispatch/job-settings.ts', 'src/dispatch/job-clients.ts'] },
   { command: 'entrypoint', documented: ENTRYPOINT_ENVIRONMENT, sources: ['src/entrypoint/main.ts', 'src/entrypoint/run-entrypoint.ts'] },
 ] as const;
 

@@ -2,19 +2,20 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { filesUnder, fileContains, leakForms, processesWithEnvironment, startJobPathRig, type JobPathRig } from '../support/job-path.js';
+import { filesUnder, fileContains, JOB_PATH_DISPATCHES, leakForms, processesWithEnvironment, startJobPathRig, type JobPathRig } from '../support/job-path.js';
 import { jobMessage } from '../support/runner-root.js';
 
 /**
- * The spine, as processes: fake Runner.Listener → `cbactions worker` (the built binary,
- * through the installed shim) → local build service (the AWS SDK's CodeBuild path) → the
+ * The spine, as processes: fake Runner.Listener → the installed native Runner.Worker shim →
+ * the mux's in-process dispatch (or, without its socket, the fallback `cbactions worker`,
+ * the built binary) → local build service (the AWS SDK's CodeBuild path) → the
  * repository's buildspec → `cbactions entrypoint` → fake Runner.Worker → exit code back.
  */
-describe('core job path, end to end on one machine', () => {
+describe.each(JOB_PATH_DISPATCHES)('core job path, end to end on one machine (dispatch: %s)', (dispatch) => {
   let rig: JobPathRig;
 
   beforeAll(async () => {
-    rig = await startJobPathRig();
+    rig = await startJobPathRig({ dispatch });
   });
   afterAll(async () => {
     await rig?.stop();
@@ -39,6 +40,14 @@ describe('core job path, end to end on one machine', () => {
     expect(build.buildStatus).toBe('SUCCEEDED');
     expect(build.exportedEnvironmentVariables).toContainEqual({ name: 'CBACTIONS_EXIT_CODE', value: '100' });
     expect(evidence('job-ok')).toMatchObject({ argv: ['spawnclient', '3', '4'], runnerFilePresent: true, messages: [1] });
+    // The job went the way this block names: the mux's dispatch ran it, or the fallback worker did.
+    if (dispatch === 'in-process') {
+      expect(rig.inProcess?.events).toContainEqual(expect.objectContaining({ kind: 'done', jobId: 'job-ok', exitCode: 100, slot: 'default-0' }));
+      expect(existsSync(rig.workerLog)).toBe(false);
+    } else {
+      expect(rig.inProcess).toBeUndefined();
+      expect(readFileSync(rig.workerLog, 'utf8')).toContain('"event":"worker.finished"');
+    }
   });
 
   it('returns 102 for a job that fails', async () => {
@@ -94,7 +103,8 @@ describe('core job path, end to end on one machine', () => {
     expect(await rig.service.log(build.id)).not.toContain(secret);
     expect(rig.service.stderr()).not.toContain(secret);
     expect(result.keptOutput.join('\n')).not.toContain(secret);
-    expect(existsSync(rig.workerLog)).toBe(true);
+    // The job's log was written (and scanned below): the worker's own, or the mux's.
+    expect(existsSync(rig.inProcess?.logPath ?? rig.workerLog)).toBe(true);
     const leaking = filesUnder(rig.base).filter((path) => fileContains(path, forms));
     expect(leaking).toEqual([]);
     expect(readdirSync(rig.payloadDir).filter((name) => name.endsWith('.sealed'))).toEqual([]);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -15,7 +16,7 @@ import { makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, waitFor, writeConfi
  * SDK's CodeBuild path) → buildspec.yml → `cbactions entrypoint` → the runner's own
  * (fake) Runner.Worker in a runner root of the build's own → the result back to GitHub.
  */
-describe('cbactions local: every part together', () => {
+describe.each(['in-process', 'worker'] as const)('cbactions local: every part together (mux.dispatch: %s)', (dispatch) => {
   let fake: FakeGitHub | undefined;
   let child: ChildProcess | undefined;
 
@@ -24,12 +25,12 @@ describe('cbactions local: every part together', () => {
     await fake?.stop();
   });
 
-  it('runs jobs through the mux, the worker, the local build service and the entrypoint, then drains', { timeout: 150_000 }, async () => {
+  it('runs jobs through the mux, the shim (and the worker), the local build service and the entrypoint, then drains', { timeout: 150_000 }, async () => {
     fake = await startFakeGitHub({ tokens: ['ghp_local_token'] });
     const dir = mkdtempSync(join(tmpdir(), 'cbactions-local-'));
     const runnerRoot = makeMuxRunnerRoot(join(dir, 'runner'));
     const stateDir = join(dir, 'state');
-    const config = muxConfig({ fake, runnerRoot, stateDir: join(dir, 'ignored'), pools: [{ name: 'local', labels: ['cbactions', 'local'], slots: 2 }], mux: { isolation: 'preload', preloadPath: PRELOAD_SO, installWorkerShim: true } });
+    const config = muxConfig({ fake, runnerRoot, stateDir: join(dir, 'ignored'), pools: [{ name: 'local', labels: ['cbactions', 'local'], slots: 2 }], mux: { isolation: 'preload', preloadPath: PRELOAD_SO, installWorkerShim: true, dispatch } });
     const configPath = writeConfig(dir, config);
 
     const logs: LogRecord[] = [];
@@ -51,6 +52,18 @@ describe('cbactions local: every part together', () => {
     await waitFor('two runners polling', () => [...(fake?.runners.values() ?? [])].filter((runner) => runner.lastPollDisableUpdate === true).length === 2, 30_000).catch((error: Error) => {
       throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
     });
+    const socketPath = join(stateDir, 'mux', 'dispatch.sock');
+    // mux.dispatch: worker has no dispatch socket: the shims fall back to `cbactions worker`.
+    expect(existsSync(socketPath)).toBe(dispatch === 'in-process');
+    if (dispatch === 'in-process') {
+      // The dispatch socket is the mux's own (0600); garbage on it ends that connection only.
+      expect(statSync(socketPath).mode & 0o777).toBe(0o600);
+      const garbage = connect(socketPath);
+      garbage.on('error', () => {});
+      garbage.write(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+      await new Promise((resolveClosed) => garbage.once('close', resolveClosed));
+      await waitFor('the mux to log the bad message', () => logs.some((record) => record.event === 'dispatch.bad-message'));
+    }
     // The two jobs run at once: each fake worker holds its file in _work/_temp until both run.
     const rendezvousDir = join(dir, 'rendezvous');
     mkdirSync(rendezvousDir);
@@ -59,6 +72,13 @@ describe('cbactions local: every part together', () => {
     await waitFor('both jobs running in their builds', () => ['local_ok', 'local_fails'].every((jobId) => readdirSync(rendezvousDir).includes(`${jobId}.ready`)), 60_000).catch((error: Error) => {
       throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
     });
+    // While they run, the status endpoint shows both slots busy, each with its build.
+    const statusUrl = String(logs.find((record) => record.event === 'mux.started')?.statusUrl);
+    const status = (await (await fetch(`${statusUrl}/status`)).json()) as { slots: { state: string; buildId: string | null }[] };
+    expect(status.slots.map((slot) => [slot.state, typeof slot.buildId === 'string' && slot.buildId !== ''])).toEqual([
+      ['busy', true],
+      ['busy', true],
+    ]);
     writeFileSync(join(rendezvousDir, 'go'), '');
     await waitFor('both jobs completed', () => ok.status === 'completed' && failing.status === 'completed', 60_000).catch((error: Error) => {
       throw new Error(`${error.message}; cbactions local logged:\n${dump()}`);
@@ -81,7 +101,13 @@ describe('cbactions local: every part together', () => {
     // The watcher saw both builds and told the mux which slot ran which.
     // The watcher logs from another process than the one that told GitHub the job ended: wait for it.
     await waitFor('the watcher to log both builds finished', () => logs.filter((record) => record.event === 'worker.finished').length >= 2);
-    expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(2);
+    // In-process, the mux ran both jobs itself (their records are in its log); otherwise two workers told its watcher.
+    if (dispatch === 'in-process') {
+      expect(logs.filter((record) => record.event === 'worker.build-started' && record.slot !== undefined)).toHaveLength(2);
+      expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(0);
+    } else {
+      expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(2);
+    }
     expect(logs.filter((record) => record.event === 'worker.finished')).toHaveLength(2);
     expect(readdirSync(join(stateDir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);
 

@@ -98,3 +98,35 @@ describe('job path with the shared build watcher', () => {
     await expect.poll(() => events, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ kind: 'worker-done', failureCode: 'CODEBUILD_QUOTA', build: expect.objectContaining({ jobId: 'job-quota-w' }) }));
   });
 });
+
+/** The same guarantee with in-process dispatch: the process the listener SIGKILLs is the native shim. */
+describe('job path with in-process dispatch: a shim killed with SIGKILL', () => {
+  let rig: JobPathRig;
+
+  beforeAll(async () => {
+    rig = await startJobPathRig({ dispatch: 'in-process' });
+  });
+  afterAll(async () => {
+    await rig?.stop();
+  });
+
+  it('has its build stopped by the mux at once (its connection closed before the job ended)', { timeout: 120_000 }, async () => {
+    const workerLog = join(rig.base, 'killed-shim.log');
+    const running = rig.runJob({ jobBody: jobMessage({ jobId: 'job-shim-orphan', action: 'wait-for-cancel' }), extraEnv: { CBACTIONS_WORKER_LOG: workerLog } });
+    const events = rig.inProcess?.events ?? [];
+    await expect.poll(() => events.some((event) => event.kind === 'tracked' && event.jobId === 'job-shim-orphan'), { timeout: 60_000, interval: 100 }).toBe(true);
+    const tracked = events.find((event) => event.kind === 'tracked' && event.jobId === 'job-shim-orphan');
+    const buildId = tracked?.buildId as string;
+    await expect.poll(async () => (await rig.service.log(buildId)).includes('running job job-shim-orphan'), { timeout: 60_000, interval: 200 }).toBe(true);
+    // The shim carries the listener's environment; it is the only process of this job here (no worker).
+    const shims = processesWithEnvironment(`CBACTIONS_WORKER_LOG=${workerLog}`);
+    expect(shims).toHaveLength(1);
+    process.kill(shims[0] as number, 'SIGKILL');
+    const result = await running;
+    expect(result.signal).toBe('SIGKILL');
+    const build = await rig.service.waitForBuild(buildId, { timeoutMs: 20_000 });
+    expect(build.buildStatus).toBe('STOPPED');
+    await expect.poll(() => events, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ kind: 'done', jobId: 'job-shim-orphan', orphan: { stopped: true } }));
+    expect(processesWithEnvironment(`CODEBUILD_BUILD_ID=${buildId}`)).toEqual([]);
+  });
+});

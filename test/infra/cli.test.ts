@@ -174,7 +174,7 @@ describe('init helpers', () => {
 });
 
 describe('image layout', () => {
-  it('the bundle at dist/src/cli/main.js of an /opt/cbactions-like tree installs a shim that runs that tree\'s bin/cbactions', async () => {
+  it('the bundle at dist/src/cli/main.js of an /opt/cbactions-like tree installs the tree\'s native shim, falling back to that tree\'s bin/cbactions', async () => {
     // What docker/*.Dockerfile lay out: package.json (type module), bin/cbactions, the bundle.
     const install = mkdtempSync(join(tmpdir(), 'image-layout-'));
     mkdirSync(join(install, 'bin'));
@@ -187,11 +187,20 @@ describe('image layout', () => {
     mkdirSync(join(runner, 'bin'));
     writeFileSync(join(runner, 'bin', 'Runner.Worker'), 'real worker\n');
 
+    // Without dist/preload/worker-shim (the image's preload stage) it says what is missing.
+    const unbuilt = await cbactions(['install-worker', runner], { bin: join(install, 'bin', 'cbactions') });
+    expect(unbuilt.code).not.toBe(0);
+    expect(unbuilt.stderr).toContain(`the native worker shim ${join(install, 'dist', 'preload', 'worker-shim')} does not exist: run "npm run build"`);
+    expect(readFileSync(join(runner, 'bin', 'Runner.Worker'), 'utf8')).toBe('real worker\n');
+
+    mkdirSync(join(install, 'dist', 'preload'));
+    copyFileSync(join(ROOT, 'dist', 'preload', 'worker-shim'), join(install, 'dist', 'preload', 'worker-shim'));
     const result = await cbactions(['install-worker', runner], { bin: join(install, 'bin', 'cbactions') });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    const shim = readFileSync(join(runner, 'bin', 'Runner.Worker'), 'utf8');
-    expect(shim).toContain(`'${join(install, 'bin', 'cbactions')}' worker "$@"`);
+    expect(readFileSync(join(runner, 'bin', 'Runner.Worker')).equals(readFileSync(join(install, 'dist', 'preload', 'worker-shim')))).toBe(true);
+    const fallback = readFileSync(join(runner, 'bin', 'Runner.Worker.fallback'), 'utf8');
+    expect(fallback).toContain(`'${join(install, 'bin', 'cbactions')}' worker "$@"`);
     expect(readFileSync(join(runner, 'bin', 'Runner.Worker.orig'), 'utf8')).toBe('real worker\n');
 
     // And the deploy commands say what is missing instead of crashing the binary.

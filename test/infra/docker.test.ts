@@ -75,15 +75,19 @@ describe('Dockerfiles', () => {
     const text = readFileSync(join(ROOT, RepoFiles.listenerDockerfile), 'utf8');
     expect(text).toContain('make -C src/preload OUT=/out');
     expect(text).toContain('cbactions install-worker /actions-runner');
+    // install-worker copies the native shim from dist/preload: it must be there by then.
+    expect(text.indexOf('COPY --from=preload /out/ /opt/cbactions/dist/preload/')).toBeGreaterThan(0);
+    expect(text.indexOf('COPY --from=preload /out/ /opt/cbactions/dist/preload/')).toBeLessThan(text.indexOf('cbactions install-worker /actions-runner'));
     expect(text).toMatch(/^USER runner$/m);
   });
 
-  it('the listener image copies every C source the preload Makefile builds (preload.so, probe, listener launcher), in both stages', () => {
+  it('the listener image copies every C source the preload Makefile builds (preload.so, probe, listener launcher, worker shim), in both stages', () => {
     const text = readFileSync(join(ROOT, RepoFiles.listenerDockerfile), 'utf8');
     const copies = text.split('\n').filter((line) => line.startsWith('COPY src/preload/Makefile'));
     expect(copies).toHaveLength(2);
     const sources = readdirSync(join(ROOT, 'src', 'preload')).filter((name) => name.endsWith('.c'));
     expect(sources).toContain('listener-launcher.c');
+    expect(sources).toContain('worker-shim.c');
     for (const line of copies) for (const source of sources) expect(line, source).toContain(`src/preload/${source}`);
   });
 

@@ -39,12 +39,18 @@ describe('config: github and mux sections', () => {
       runnerRoot: '/actions-runner',
       isolation: 'auto',
       installWorkerShim: true,
+      dispatch: 'in-process',
       statusPort: 8080,
       listenerBackoff: { initialMs: 1_000, maxMs: 300_000, healthyAfterSeconds: 60 },
       listenerStopTimeoutSeconds: 30,
       taskProtectionMinutes: 60,
     });
     expect(config.pools[0]?.slots).toBe(1);
+  });
+
+  it('mux.dispatch is in-process or worker, and nothing else', () => {
+    expect(parseConfig({ ...base(), mux: { dispatch: 'worker' } }).mux.dispatch).toBe('worker');
+    expect(problems((config) => (config.mux = { dispatch: 'thread' }))).toMatch(/mux\.dispatch/);
   });
 
   it('accepts an App with a key from Secrets Manager, a GHES URL and a runner group id', () => {

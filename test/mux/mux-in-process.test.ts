@@ -13,7 +13,8 @@ import { currentProcessIdentity, JOURNAL_FILE, MuxJournal, readPreviousJournal }
 import { OctokitRunnerRegistry } from '../../src/mux/octokit-registry.js';
 import { formatStatus } from '../../src/mux/status-table.js';
 import { probePreload } from '../../src/preload/probe.js';
-import { installWorkerShim, SHIM_MARKER } from '../../src/worker/install.js';
+import { builtPreloadArtifacts } from '../../src/preload/contract.js';
+import { installWorkerShim, NATIVE_SHIM_MARKER, SHIM_MARKER } from '../../src/worker/install.js';
 import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
 import { CBACTIONS_BIN } from '../support/runner-root.js';
 import { captureLogger } from './capture-logger.js';
@@ -52,7 +53,7 @@ describe('Mux in-process', () => {
       ecsAgentUri: undefined,
       defaultPreloadPath: () => PRELOAD_SO,
       probePreload,
-      installWorkerShim: (root) => installWorkerShim(root, process.execPath, CBACTIONS_BIN),
+      installWorkerShim: (root) => installWorkerShim(root, process.execPath, CBACTIONS_BIN, builtPreloadArtifacts().workerShimPath),
       ...(prepareState ? { lifecycle: { previous: readPreviousJournal(stateDir), open: () => new MuxJournal(stateDir, { instance: 'in-process', ...currentProcessIdentity() }, logs.logger) } } : {}),
     });
     const controller = new AbortController();
@@ -113,10 +114,13 @@ describe('Mux in-process', () => {
     const { controller, done, runnerRoot, stateDir, logs } = await start([{ name: 'shim', labels: ['shim'], slots: 1 }], { installWorkerShim: true });
     await waitFor('the slot root', () => existsSync(join(stateDir, 'roots', 'shim-0', 'bin', 'Runner.Worker')));
     const shim = join(runnerRoot, 'bin', 'Runner.Worker');
-    expect(readFileSync(shim, 'utf8')).toContain(SHIM_MARKER);
-    expect(readFileSync(shim, 'utf8')).toContain(CBACTIONS_BIN);
+    expect(readFileSync(shim, 'latin1')).toContain(NATIVE_SHIM_MARKER);
+    expect(readFileSync(`${shim}.fallback`, 'utf8')).toContain(SHIM_MARKER);
+    expect(readFileSync(`${shim}.fallback`, 'utf8')).toContain(CBACTIONS_BIN);
     expect(existsSync(`${shim}.orig`)).toBe(true);
+    // The slot root has both (the shim finds its fallback next to itself).
     expect(statSync(join(stateDir, 'roots', 'shim-0', 'bin', 'Runner.Worker')).ino).toBe(statSync(shim).ino);
+    expect(statSync(join(stateDir, 'roots', 'shim-0', 'bin', 'Runner.Worker.fallback')).ino).toBe(statSync(`${shim}.fallback`).ino);
     expect(logs.records.find((record) => record.event === 'mux.worker-shim-installed')).toMatchObject({ shimPath: shim, keptOriginal: `${shim}.orig` });
     controller.abort();
     expect(await done).toBe(0);

@@ -52,8 +52,9 @@ describe('preload contract', () => {
       preloadPath: join(REPO_ROOT, 'dist', 'preload', 'preload.so'),
       probePath: join(REPO_ROOT, 'dist', 'preload', 'preload-probe'),
       launcherPath: join(REPO_ROOT, 'dist', 'preload', 'listener-launcher'),
+      workerShimPath: join(REPO_ROOT, 'dist', 'preload', 'worker-shim'),
     });
-    expect(preloadArtifactsIn('/x')).toEqual({ preloadPath: '/x/preload.so', probePath: '/x/preload-probe', launcherPath: '/x/listener-launcher' });
+    expect(preloadArtifactsIn('/x')).toEqual({ preloadPath: '/x/preload.so', probePath: '/x/preload-probe', launcherPath: '/x/listener-launcher', workerShimPath: '/x/worker-shim' });
   });
 });
 

@@ -19,6 +19,7 @@ export interface Built {
   preloadPath: string;
   probePath: string;
   launcherPath: string;
+  workerShimPath: string;
   /** fs-ops built the glibc >= 2.33 way (stat64, lstat, fstatat, statx …). */
   fsOpsNew: string;
   /** fs-ops built the glibc < 2.33 way (__xstat64, __lxstat64 …). */

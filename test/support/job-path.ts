@@ -6,6 +6,7 @@ import { createLocalKeyFile } from '../../src/seal/local-key-service.js';
 import { readProcStat } from '../../src/util/proc.js';
 import { runFakeJob, type FakeJobOptions, type FakeJobResult } from '../fixtures/fake-listener.js';
 import { startBuildService, type BuildServiceProcess } from './build-service.js';
+import { startInProcessDispatch, type InProcessDispatch } from './in-process-dispatch.js';
 import { CBACTIONS_BIN, makeFakeRunnerRoot, makeListenerRoot, PROJECT_ROOT } from './runner-root.js';
 
 /**
@@ -22,11 +23,27 @@ export interface JobPathRig {
   configPath: string;
   workerLog: string;
   service: BuildServiceProcess;
+  /** Who runs the job path. */
+  dispatch: JobPathDispatch;
+  /** The in-process dispatch server (dispatch 'in-process' only). */
+  inProcess?: InProcessDispatch;
+  /** The environment a listener gives its Runner.Worker here. */
+  workerEnv: NodeJS.ProcessEnv;
   runJob(options: Omit<FakeJobOptions, 'binDir'> & { extraEnv?: Record<string, string> }): Promise<FakeJobResult>;
   stop(): Promise<void>;
 }
 
+/**
+ * `in-process`: the installed native shim hands each job to a dispatch server (the mux's
+ * half, run by the test); `worker`: no dispatch socket, so the shim falls back to
+ * `cbactions worker` (as with `mux.dispatch: worker`).
+ */
+export type JobPathDispatch = 'in-process' | 'worker';
+export const JOB_PATH_DISPATCHES: readonly JobPathDispatch[] = ['in-process', 'worker'];
+
 export interface JobPathRigOptions {
+  /** Default: worker. */
+  dispatch?: JobPathDispatch;
   /** Replaces the local key + payload directory (e.g. KMS + S3 on moto). */
   payloads?: Record<string, unknown>;
   /** Merged into the one pool's settings. */
@@ -76,6 +93,19 @@ export async function startJobPathRig(options: JobPathRigOptions = {}): Promise<
     env: { PATH: `${join(PROJECT_ROOT, 'bin')}:${process.env.PATH ?? ''}`, ...options.serviceEnv },
   });
   const workerLog = join(base, 'worker.log');
+  const dispatch = options.dispatch ?? 'worker';
+  // The listener root holds the slot's .runner (the worker reads it from the parent of its cwd).
+  const inProcess = dispatch === 'in-process' ? await startInProcessDispatch({ service, configPath, stateDir: join(base, 'mux-state'), slotConfigDir: listenerRoot }) : undefined;
+  const workerEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...service.clientEnv(),
+    CBACTIONS_CONFIG: configPath,
+    CBACTIONS_POOL: 'default',
+    CBACTIONS_WORKER_LOG: workerLog,
+    CBACTIONS_CANCEL_GRACE_SECONDS: '10',
+    ...options.workerEnv,
+    ...inProcess?.env,
+  };
   return {
     base,
     listenerRoot,
@@ -84,22 +114,12 @@ export async function startJobPathRig(options: JobPathRigOptions = {}): Promise<
     configPath,
     workerLog,
     service,
-    runJob: ({ extraEnv, ...job }) =>
-      runFakeJob({
-        ...job,
-        binDir: join(listenerRoot, 'bin'),
-        env: {
-          ...process.env,
-          ...service.clientEnv(),
-          CBACTIONS_CONFIG: configPath,
-          CBACTIONS_POOL: 'default',
-          CBACTIONS_WORKER_LOG: workerLog,
-          CBACTIONS_CANCEL_GRACE_SECONDS: '10',
-          ...options.workerEnv,
-          ...extraEnv,
-        },
-      }),
+    dispatch,
+    ...(inProcess ? { inProcess } : {}),
+    workerEnv,
+    runJob: ({ extraEnv, ...job }) => runFakeJob({ ...job, binDir: join(listenerRoot, 'bin'), env: { ...workerEnv, ...extraEnv } }),
     stop: async () => {
+      await inProcess?.stop();
       await service.stop();
     },
   };

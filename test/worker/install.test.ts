@@ -1,27 +1,71 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { shellQuote } from '../../src/util/shell.js';
-import { installWorkerShim, SHIM_MARKER } from '../../src/worker/install.js';
+import { FALLBACK_FILE, installWorkerShim, NATIVE_SHIM_MARKER, SHIM_MARKER, shimScript } from '../../src/worker/install.js';
+import { buildOnce, cleanupAll } from '../preload/helpers.js';
 import { CBACTIONS_BIN } from '../support/runner-root.js';
 
-describe('install-worker', () => {
-  it('replaces Runner.Worker with an executable shim and keeps the original once', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'install-'));
-    execFileSync('mkdir', ['-p', join(root, 'bin')]);
-    writeFileSync(join(root, 'bin', 'Runner.Worker'), 'ELF-original');
+afterAll(() => cleanupAll());
+
+function runnerRoot(original?: string): string {
+  const root = mkdtempSync(join(tmpdir(), 'install-'));
+  mkdirSync(join(root, 'bin'));
+  if (original !== undefined) {
+    writeFileSync(join(root, 'bin', 'Runner.Worker'), original);
     chmodSync(join(root, 'bin', 'Runner.Worker'), 0o755);
-    const first = await installWorkerShim(root, '/usr/bin/node', "/opt/it's here/cbactions");
-    expect(first.keptOriginal).toBe(join(root, 'bin', 'Runner.Worker.orig'));
-    const second = await installWorkerShim(root, '/usr/bin/node', '/opt/cbactions');
+  }
+  return root;
+}
+
+describe('install-worker', () => {
+  it('puts the native shim in as Runner.Worker, the script as Runner.Worker.fallback, and keeps the original once', async () => {
+    const native = buildOnce().workerShimPath;
+    const root = runnerRoot('ELF-original');
+    const shim = join(root, 'bin', 'Runner.Worker');
+    const fallback = join(root, 'bin', FALLBACK_FILE);
+    const first = await installWorkerShim(root, '/usr/bin/node', "/opt/it's here/cbactions", native);
+    expect(first).toEqual({ shimPath: shim, fallbackPath: fallback, keptOriginal: `${shim}.orig` });
+    const second = await installWorkerShim(root, '/usr/bin/node', '/opt/cbactions', native);
     expect(second.keptOriginal).toBeUndefined();
+    expect(readFileSync(`${shim}.orig`, 'utf8')).toBe('ELF-original');
+    expect(readFileSync(shim).equals(readFileSync(native))).toBe(true);
+    expect(readFileSync(shim, 'latin1')).toContain(NATIVE_SHIM_MARKER);
+    expect(readFileSync(fallback, 'utf8')).toBe(shimScript('/usr/bin/node', '/opt/cbactions'));
+    expect(readFileSync(fallback, 'utf8')).toContain(SHIM_MARKER);
+    expect(readFileSync(fallback, 'utf8')).toContain(`exec '/usr/bin/node' --no-warnings '/opt/cbactions' worker "$@"`);
+    for (const file of [shim, fallback]) expect(statSync(file).mode & 0o777, file).toBe(0o755);
+    // No temporary file left behind.
+    expect(existsSync(`${shim}.cbactions-tmp`) || existsSync(`${fallback}.cbactions-tmp`)).toBe(false);
+  });
+
+  it('recognises the script shim of an older install as its own (upgrades it, keeps the real .orig)', async () => {
+    const root = runnerRoot(shimScript('/usr/bin/node', '/old/cbactions'));
+    writeFileSync(join(root, 'bin', 'Runner.Worker.orig'), 'ELF-original');
+    const result = await installWorkerShim(root, '/usr/bin/node', '/new/cbactions', buildOnce().workerShimPath);
+    expect(result.keptOriginal).toBeUndefined();
     expect(readFileSync(join(root, 'bin', 'Runner.Worker.orig'), 'utf8')).toBe('ELF-original');
-    const shim = readFileSync(join(root, 'bin', 'Runner.Worker'), 'utf8');
-    expect(shim).toContain(SHIM_MARKER);
-    expect(shim).toContain(`exec '/usr/bin/node' --no-warnings '/opt/cbactions' worker "$@"`);
-    expect(statSync(join(root, 'bin', 'Runner.Worker')).mode & 0o777).toBe(0o755);
+    expect(readFileSync(join(root, 'bin', 'Runner.Worker'), 'latin1')).toContain(NATIVE_SHIM_MARKER);
+  });
+
+  it('refuses when the native shim is not built, naming the file and npm run build, and leaves the runner alone', async () => {
+    const root = runnerRoot('ELF-original');
+    const missing = join(root, 'dist', 'preload', 'worker-shim');
+    const refused = installWorkerShim(root, '/n', '/c', missing);
+    await expect(refused).rejects.toMatchObject({ code: 'INSTALL_SHIM_NOT_BUILT' });
+    await expect(refused).rejects.toThrow(`the native worker shim ${missing} does not exist: run "npm run build"`);
+    expect(readFileSync(join(root, 'bin', 'Runner.Worker'), 'utf8')).toBe('ELF-original');
+    expect(existsSync(join(root, 'bin', 'Runner.Worker.orig'))).toBe(false);
+    expect(existsSync(join(root, 'bin', FALLBACK_FILE))).toBe(false);
+  });
+
+  it('refuses a file that is not the cbactions shim as the native shim', async () => {
+    const root = runnerRoot();
+    const impostor = join(root, 'worker-shim');
+    writeFileSync(impostor, '#!/bin/sh\n');
+    await expect(installWorkerShim(root, '/n', '/c', impostor)).rejects.toMatchObject({ code: 'INSTALL_SHIM_NOT_BUILT' });
   });
 
   it('quotes for /bin/sh', () => {
@@ -29,25 +73,23 @@ describe('install-worker', () => {
   });
 
   it('refuses a directory that is not a runner installation', async () => {
-    await expect(installWorkerShim(mkdtempSync(join(tmpdir(), 'noroot-')), '/n', '/c')).rejects.toMatchObject({ code: 'INSTALL_NO_BIN' });
+    await expect(installWorkerShim(mkdtempSync(join(tmpdir(), 'noroot-')), '/n', '/c', buildOnce().workerShimPath)).rejects.toMatchObject({ code: 'INSTALL_NO_BIN' });
   });
 
-  it('works as a command on the built binary, and the shim runs cbactions worker', () => {
-    const root = mkdtempSync(join(tmpdir(), 'install-cli-'));
-    execFileSync('mkdir', ['-p', join(root, 'bin')]);
+  it('works as a command on the built binary: the native shim checks argv, and without a mux runs cbactions worker', () => {
+    const root = runnerRoot();
     const out = execFileSync(CBACTIONS_BIN, ['install-worker', root]).toString();
     expect(out).toContain(join(root, 'bin', 'Runner.Worker'));
-    // Wrong argv: the worker explains on stderr (what the GitHub UI would show) and exits invalid.
-    let status = 0;
-    let stderr = '';
-    try {
-      execFileSync(join(root, 'bin', 'Runner.Worker'), ['oops', '3', '4'], { stdio: 'pipe' });
-    } catch (error) {
-      status = (error as { status: number }).status;
-      stderr = String((error as { stderr: Buffer }).stderr);
-    }
-    expect(status).toBe(2);
-    expect(stderr.trim().split('\n')).toHaveLength(1);
-    expect(stderr).toMatch(/^cbactions: the job could not be started: expected "spawnclient"/);
+    expect(out).toContain(join(root, 'bin', FALLBACK_FILE));
+    const shim = join(root, 'bin', 'Runner.Worker');
+    // Wrong argv: the native shim explains in one stderr line (what the GitHub UI shows), exit 1 as the real worker.
+    const usage = spawnSync(shim, ['oops', '3', '4'], { encoding: 'utf8' });
+    expect(usage.status).toBe(1);
+    expect(usage.stderr).toMatch(/^cbactions: the job could not be started: expected "spawnclient", got "oops" \(WORKER_USAGE\)\n$/);
+    // No mux: the fallback script runs `cbactions worker`, which finds no config here.
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, CBACTIONS_CONFIG: join(root, 'no-such-config.yaml'), CBACTIONS_WORKER_LOG: join(root, 'worker.log') };
+    const fallback = spawnSync(shim, ['spawnclient', '3', '4'], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], timeout: 60_000 });
+    expect(fallback.stderr).toMatch(/^cbactions: the job could not be started: .*no-such-config\.yaml.*\n$/);
+    expect(fallback.status).toBe(2);
   });
 });

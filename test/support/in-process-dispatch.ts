@@ -1,0 +1,61 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { pino } from 'pino';
+import { loadConfigFile } from '../../src/config/load.js';
+import { AwsCodeBuildApi } from '../../src/dispatch/codebuild-api.js';
+import { DispatchServer, DISPATCH_SOCKET_NAME, DISPATCH_SOCKET_VARIABLE, type DispatchEvent } from '../../src/mux/dispatch-server.js';
+import { createPayloadServices, payloadRefsFromConfig } from '../../src/seal/index.js';
+import { createLogger } from '../../src/util/logger.js';
+import { BuildWatcher } from '../../src/watcher/build-watcher.js';
+import type { BuildServiceProcess } from './build-service.js';
+
+export interface InProcessDispatch {
+  socketPath: string;
+  events: DispatchEvent[];
+  /** What the listener of slot `default-0` would have in its environment for the shim. */
+  env: Record<string, string>;
+  logPath: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The mux's half of in-process dispatch, without the rest of the mux: the dispatch server
+ * with its watcher, against the local build service, running the jobs of slot
+ * `default-0` whose runner files are in `slotConfigDir`. Its log goes to a file under
+ * `stateDir`, so a test that scans files for a secret scans it too.
+ */
+export async function startInProcessDispatch(options: { service: BuildServiceProcess; configPath: string; stateDir: string; slotConfigDir: string }): Promise<InProcessDispatch> {
+  const config = await loadConfigFile(options.configPath, { runtime: true });
+  const codebuild = options.service.client({ maxAttempts: 1 });
+  const builds = new AwsCodeBuildApi(codebuild);
+  mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+  const logPath = join(options.stateDir, 'dispatch.log');
+  const logger = createLogger({ name: 'cbactions-mux', level: 'debug', destination: pino.destination({ dest: logPath, mkdir: true, sync: true }) });
+  const watcher = new BuildWatcher(builds, logger, { minIntervalMs: 250, maxCallsPerSecond: 8, throttleMaxMs: 4000 });
+  watcher.start();
+  const services = createPayloadServices(payloadRefsFromConfig(config.payloads, { baseDir: dirname(options.configPath) }), {});
+  const events: DispatchEvent[] = [];
+  const socketPath = join(options.stateDir, DISPATCH_SOCKET_NAME);
+  const server = await DispatchServer.listen({
+    socketPath,
+    config,
+    configPath: options.configPath,
+    builds,
+    payloads: () => services,
+    waiter: watcher,
+    slot: (slotId) => (slotId === 'default-0' ? { pool: 'default', configDir: options.slotConfigDir } : undefined),
+    logger,
+    onEvent: (event) => events.push(event),
+  });
+  return {
+    socketPath,
+    events,
+    env: { [DISPATCH_SOCKET_VARIABLE]: socketPath, CBACTIONS_SLOT: 'default-0' },
+    logPath,
+    stop: async () => {
+      await server.close();
+      await watcher.close();
+      codebuild.destroy();
+    },
+  };
+}
