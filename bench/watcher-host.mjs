@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { CodeBuildClient } = await import('@aws-sdk/client-codebuild');
-const { AwsCodeBuildApi } = await import(join(ROOT, 'dist', 'src', 'worker', 'build-service.js'));
-const { BuildWatcher } = await import(join(ROOT, 'dist', 'src', 'worker', 'watcher', 'build-watcher.js'));
-const { WatcherServer } = await import(join(ROOT, 'dist', 'src', 'worker', 'watcher', 'watcher-server.js'));
+const { AwsCodeBuildApi } = await import(join(ROOT, 'dist', 'src', 'dispatch', 'codebuild-api.js'));
+const { BuildWatcher } = await import(join(ROOT, 'dist', 'src', 'watcher', 'build-watcher.js'));
+const { WatcherServer } = await import(join(ROOT, 'dist', 'src', 'watcher', 'watcher-server.js'));
 const { createLogger } = await import(join(ROOT, 'dist', 'src', 'util', 'logger.js'));
 
 const [endpoint, socketPath] = process.argv.slice(2);

@@ -120,7 +120,9 @@ export function decodeHello(body: Buffer): ShimHello {
       const assignment = entry.slice(4);
       const equals = assignment.indexOf('=');
       const name = equals > 0 ? assignment.slice(0, equals) : '';
-      if (!/^CBACTIONS_[A-Z0-9_]*$/.test(name)) throw new CbactionsError(ShimProtocolErrorCode.BadBody, `HELLO has an env entry that is not a CBACTIONS_ variable ("${assignment.slice(0, 40)}")`);
+      // The shim forwards every variable whose name starts with CBACTIONS_ (docs/worker-shim.md),
+      // whatever follows: one oddly named variable in a listener's environment must not refuse every job.
+      if (!name.startsWith('CBACTIONS_')) throw new CbactionsError(ShimProtocolErrorCode.BadBody, `HELLO has an env entry that is not a CBACTIONS_ variable ("${assignment.slice(0, 40)}")`);
       env[name] = assignment.slice(equals + 1);
     } else {
       throw new CbactionsError(ShimProtocolErrorCode.BadBody, `HELLO has an unknown entry "${entry.slice(0, 40)}"`);

@@ -101,6 +101,12 @@ describe('shim protocol codec (docs/worker-shim.md)', () => {
     expect(decodeHello(message?.body ?? Buffer.alloc(0))).toEqual({ pid: 1234, env });
   });
 
+  it('HELLO takes every name the shim forwards: any variable whose name starts with CBACTIONS_', () => {
+    // The shim (worker-shim.c) forwards names like these too; refusing them refused every job.
+    const env = { CBACTIONS_SLOT: 'default-0', CBACTIONS_foo: '1', 'CBACTIONS_A-B': 'x' };
+    expect(decodeHello(Buffer.from('cbactions-shim 1\0pid=7\0env:CBACTIONS_SLOT=default-0\0env:CBACTIONS_foo=1\0env:CBACTIONS_A-B=x\0'))).toEqual({ pid: 7, env });
+  });
+
   it('refuses a HELLO of another version, without a pid, with foreign entries or variables', () => {
     const hello = (text: string) => codeOf(() => decodeHello(Buffer.from(text)));
     expect(hello('cbactions-shim 2\0pid=1\0')).toBe(ShimProtocolErrorCode.BadBody);
