@@ -204,7 +204,7 @@ describe('runJob (worker orchestration against in-memory CodeBuild)', () => {
     builds.onStart = (build) => {
       void (async () => {
         builds.update(build.id, { currentPhase: 'BUILD' });
-        const sealed = await store.take({ buildId: build.id }, { waitMs: 2000 });
+        const sealed = await store.take({ buildId: build.id }, { waitMs: 30_000 });
         const payload = await openPayload(keys, sealed, { buildId: build.id });
         check?.(payload.jobMessage);
         builds.finish(build.id, { exported: { CBACTIONS_EXIT_CODE: exitCode } });
@@ -268,7 +268,7 @@ describe('runJob (worker orchestration against in-memory CodeBuild)', () => {
       }, 5);
       setTimeout(() => pipe.send(MessageType.CancelRequest), 30);
     };
-    const outcome = await runJob(deps(pipe, { cancelGraceMs: 5000 }));
+    const outcome = await runJob(deps(pipe, { cancelGraceMs: 30_000 }));
     expect(outcome.exitCode).toBe(103);
     expect(builds.count('stop')).toBe(0);
   });

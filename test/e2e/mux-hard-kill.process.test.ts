@@ -96,7 +96,7 @@ describe('a mux killed with SIGKILL during a job', () => {
     await waitFor('every listener of the killed mux to be gone', () => listenerPids.every((pid) => !alive(pid)), 30_000);
     expect(build.buildStatus).toBe('IN_PROGRESS');
 
-    const second = await startMux(configPath, env);
+    const second = await startMux(configPath, env, 90_000);
     const [cleaned] = eventsNamed(second.logs, 'mux.previous-life-cleaned');
     expect(cleaned).toMatchObject({ registrations: 2, registrationsRemoved: 2, builds: 1, buildsStopped: 1, failures: 0 });
     expect(cleaned?.filesRemoved).toBeGreaterThanOrEqual(6);

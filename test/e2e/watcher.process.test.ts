@@ -56,12 +56,12 @@ describe('job path with the shared build watcher', () => {
     process.kill(workers[0] as number, 'SIGKILL');
     const result = await running;
     expect(result.signal).toBe('SIGKILL');
-    const build = await rig.service.waitForBuild(buildId, { timeoutMs: 20_000 });
+    const build = await rig.service.waitForBuild(buildId, { timeoutMs: 60_000 });
     expect(build.buildStatus).toBe('STOPPED');
     // The watcher's event and the build's status arrive on different connections: poll, do not race.
-    await expect.poll(() => events, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ kind: 'orphaned', stopped: true, build: expect.objectContaining({ buildId }) }));
+    await expect.poll(() => events, { timeout: 30_000 }).toContainEqual(expect.objectContaining({ kind: 'orphaned', stopped: true, build: expect.objectContaining({ buildId }) }));
     expect(processesWithEnvironment(`CODEBUILD_BUILD_ID=${buildId}`)).toEqual([]);
-  });
+  }, 120_000);
 
   it('loses no job in a throttling storm (half of all CodeBuild calls throttled)', async () => {
     await rig.service.resetCalls();
@@ -124,9 +124,9 @@ describe('job path with in-process dispatch: a shim killed with SIGKILL', () => 
     process.kill(shims[0] as number, 'SIGKILL');
     const result = await running;
     expect(result.signal).toBe('SIGKILL');
-    const build = await rig.service.waitForBuild(buildId, { timeoutMs: 20_000 });
+    const build = await rig.service.waitForBuild(buildId, { timeoutMs: 60_000 });
     expect(build.buildStatus).toBe('STOPPED');
-    await expect.poll(() => events, { timeout: 10_000 }).toContainEqual(expect.objectContaining({ kind: 'done', jobId: 'job-shim-orphan', orphan: { stopped: true } }));
+    await expect.poll(() => events, { timeout: 30_000 }).toContainEqual(expect.objectContaining({ kind: 'done', jobId: 'job-shim-orphan', orphan: { stopped: true } }));
     expect(processesWithEnvironment(`CODEBUILD_BUILD_ID=${buildId}`)).toEqual([]);
   });
 });

@@ -195,6 +195,9 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
       const running = runEntrypoint(deps(undefined, logger));
       await workerStarted;
       await store.renewLease(binding, { expiresAt: new Date(clock + 600_000) });
+      // A read already in flight may still return the old lease: move the clock only after a
+      // read that began after the renewal has finished.
+      await reads.afterMoreReads(2);
       clock += 301_000;
       await reads.afterMoreReads(3);
       await store.requestCancel(binding);

@@ -92,7 +92,7 @@ describe('in-mux dispatch server (a TypeScript fake shim against the job path)',
         events.push(event);
         if (throwOnEvent) throw new Error('the mux bookkeeping broke');
       },
-      closeTimeoutMs: 2000,
+      closeTimeoutMs: 30_000,
     });
   });
   afterEach(async () => {

@@ -182,7 +182,7 @@ export async function startBuildService(options: StartBuildServiceOptions = {}):
   // Its last stderr lines are read before `exited` resolves.
   const exited = exitAfterOutput(child);
 
-  const timeoutMs = options.startTimeoutMs ?? 15_000;
+  const timeoutMs = options.startTimeoutMs ?? 45_000;
   const listening = await new Promise<{ endpoint: string; region: string; credentialsFile: string; profile: string }>((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`cbactions build-service printed no listening line within ${timeoutMs} ms; stdout: ${stdout.slice(0, 500)}; stderr: ${stderr.slice(-2_000)}`)), timeoutMs);
     let settled = false;

@@ -12,7 +12,7 @@ export interface ChildExit {
   signal: NodeJS.Signals | null;
 }
 
-export function exitAfterOutput(child: ChildProcess, graceMs = 2_000): Promise<ChildExit> {
+export function exitAfterOutput(child: ChildProcess, graceMs = 10_000): Promise<ChildExit> {
   const outputRead = Promise.all(
     [child.stdout, child.stderr].map((stream) => (stream ? finished(stream).catch(() => undefined) : undefined)),
   );
