@@ -7,7 +7,7 @@
  * Each connection is its own job: whatever goes wrong in one (malformed messages, a bad
  * job, a thrown error, a shim that dies) ends that job only.
  */
-import { chmod, lstat, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Config, Pool } from '../config/schema.js';
 import { PollingBuildWaiter, type BuildWaiter, type WaitOptions } from '../dispatch/build-waiter.js';
@@ -34,6 +34,7 @@ import { ExitCode } from '../protocol/exit-codes.js';
 import type { PayloadServices } from '../dispatch/job-clients.js';
 import { awsErrorName, isRetryableAwsError } from '../util/aws-errors.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
+import { listenOnPrivateSocket } from '../util/unix-socket.js';
 import type { Logger } from '../util/logger.js';
 import { withRetries } from '../util/retry.js';
 import { ListenerEnv } from './mux.js';
@@ -164,19 +165,11 @@ export class DispatchServer {
 
   /** Listens on `socketPath` (mode 0600); a socket file left by a previous life (the state lock is ours) is replaced. */
   static async listen(options: DispatchServerOptions): Promise<DispatchServer> {
-    await removeStaleSocket(options.socketPath);
     const server = createServer();
     const instance = new DispatchServer(server, options);
     server.on('connection', (socket) => instance.#accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
     // Only this user's processes (the listeners and their shims) may hand it jobs.
-    await chmod(options.socketPath, 0o600);
+    await listenOnPrivateSocket(server, options.socketPath, DispatchErrorCode.SocketPath);
     options.logger.info({ event: 'dispatch.listening', socket: options.socketPath }, 'in-process dispatch listening');
     return instance;
   }
@@ -413,12 +406,3 @@ export class DispatchServer {
   }
 }
 
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    const stats = await lstat(path);
-    if (!stats.isSocket()) throw new CbactionsError(DispatchErrorCode.SocketPath, `${path} exists and is not a socket; refusing to replace it`);
-    await rm(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-}

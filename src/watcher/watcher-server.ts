@@ -1,7 +1,8 @@
-import { chmod, lstat, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { isRetryableAwsError, awsErrorName } from '../util/aws-errors.js';
-import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
+import { describeError, isCbactionsError } from '../util/errors.js';
+import { listenOnPrivateSocket } from '../util/unix-socket.js';
 import type { Logger } from '../util/logger.js';
 import { withRetries } from '../util/retry.js';
 import type { CodeBuildApi, BuildSnapshot } from '../dispatch/codebuild-api.js';
@@ -51,19 +52,11 @@ export class WatcherServer {
   ) {}
 
   static async listen(options: WatcherServerOptions): Promise<WatcherServer> {
-    await removeStaleSocket(options.socketPath);
     const server = createServer();
     const instance = new WatcherServer(server, options);
     server.on('connection', (socket) => instance.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
     // Only this user's processes (the listeners and their workers) may talk to it.
-    await chmod(options.socketPath, 0o600);
+    await listenOnPrivateSocket(server, options.socketPath, 'WATCHER_SOCKET_PATH');
     options.logger.info({ event: 'watcher.listening', socket: options.socketPath }, 'build watcher listening');
     return instance;
   }
@@ -199,12 +192,3 @@ export class WatcherServer {
   }
 }
 
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    const stats = await lstat(path);
-    if (!stats.isSocket()) throw new CbactionsError('WATCHER_SOCKET_PATH', `${path} exists and is not a socket; refusing to replace it`);
-    await rm(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-}
