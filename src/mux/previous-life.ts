@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { REDIRECTED_FILE_NAMES } from '../preload/contract.js';
 import { awsErrorName } from '../util/aws-errors.js';
 import { CbactionsError, describeError } from '../util/errors.js';
+import { readProcStat } from '../util/proc.js';
 import type { Logger } from '../util/logger.js';
 import type { CodeBuildApi } from '../dispatch/codebuild-api.js';
 import type { RunnerRegistry } from './runner-registry.js';
@@ -58,19 +59,10 @@ export interface ProcessIdentity {
   processStart: string;
 }
 
-/** Field 22 of /proc/<pid>/stat, or undefined when the process is gone. */
+/** The process's start time (readProcStat), or undefined when it is gone or a zombie. */
 export function processStartTime(pid: number): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // "pid (comm) state ppid …": comm may hold spaces and parentheses; starttime is the 20th field after it.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  if (fields[0] === 'Z') return undefined;
-  const start = fields[19];
-  return start !== undefined && /^\d+$/.test(start) ? start : undefined;
+  const stat = readProcStat(pid);
+  return stat === undefined || stat.state === 'Z' ? undefined : stat.startTime;
 }
 
 export function currentProcessIdentity(): ProcessIdentity {

@@ -6,6 +6,8 @@ export interface ProcStat {
   state: string;
   ppid: number;
   pgrp: number;
+  /** Field 22, clock ticks after boot: with the pid, names a process for good (pids are reused). */
+  startTime: string | undefined;
 }
 
 /** A pid's state, parent and process group from /proc/<pid>/stat, or undefined if it is gone. */
@@ -21,5 +23,7 @@ export function readProcStat(pid: number): ProcStat | undefined {
   const ppid = Number(fields[1]);
   const pgrp = Number(fields[2]);
   if (fields[0] === undefined || !Number.isInteger(pgrp) || !Number.isInteger(ppid)) return undefined;
-  return { pid, state: fields[0], ppid, pgrp };
+  // starttime is the 20th field after comm.
+  const startTime = fields[19] !== undefined && /^\d+$/.test(fields[19]) ? fields[19] : undefined;
+  return { pid, state: fields[0], ppid, pgrp, startTime };
 }
