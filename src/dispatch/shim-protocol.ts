@@ -3,9 +3,10 @@
  * mux's dispatch socket (docs/worker-shim.md): `uint32 LE type | uint32 LE length | body`,
  * each type with its own maximum body size. Pure: no sockets here.
  */
+import { TYPE_LENGTH_HEADER_BYTES, TypeLengthReader } from '../protocol/type-length-reader.js';
 import { CbactionsError } from '../util/errors.js';
 
-export const SHIM_HEADER_BYTES = 8;
+export const SHIM_HEADER_BYTES = TYPE_LENGTH_HEADER_BYTES;
 
 /** Shim → mux. */
 export const ShimMessage = {
@@ -138,70 +139,37 @@ export function decodeHello(body: Buffer): ShimHello {
  * is refused from the header alone, before any body is buffered.
  */
 export class DispatchDecoder {
-  private readonly header = Buffer.alloc(SHIM_HEADER_BYTES);
-  private headerFilled = 0;
-  private type: DispatchMessageType | undefined;
-  private body: Buffer | undefined;
-  private bodyFilled = 0;
+  readonly #reader: TypeLengthReader<DispatchMessageType>;
 
-  constructor(private readonly accepted: readonly DispatchMessageType[]) {}
+  constructor(accepted: readonly DispatchMessageType[]) {
+    this.#reader = new TypeLengthReader((header) => readDispatchHeader(header, accepted));
+  }
 
   push(chunk: Buffer): DispatchMessage[] {
-    const messages: DispatchMessage[] = [];
-    let offset = 0;
-    while (offset < chunk.length) {
-      if (this.type === undefined) {
-        const take = Math.min(SHIM_HEADER_BYTES - this.headerFilled, chunk.length - offset);
-        chunk.copy(this.header, this.headerFilled, offset, offset + take);
-        this.headerFilled += take;
-        offset += take;
-        if (this.headerFilled < SHIM_HEADER_BYTES) break;
-        this.startBody(messages);
-        continue;
-      }
-      const body = this.body as Buffer;
-      const take = Math.min(body.length - this.bodyFilled, chunk.length - offset);
-      chunk.copy(body, this.bodyFilled, offset, offset + take);
-      this.bodyFilled += take;
-      offset += take;
-      if (this.bodyFilled === body.length) this.finish(messages);
-    }
-    return messages;
+    return this.#reader.push(chunk);
   }
 
   get idle(): boolean {
-    return this.type === undefined && this.headerFilled === 0;
+    return this.#reader.idle;
   }
 
   /** End of stream: inside a message it is an error. */
   end(): void {
     if (this.idle) return;
-    const got = this.type === undefined ? `${this.headerFilled} of ${SHIM_HEADER_BYTES} header bytes` : `${this.bodyFilled} of ${this.body?.length} body bytes`;
-    throw new CbactionsError(ShimProtocolErrorCode.Truncated, `the dispatch connection closed in the middle of a message (${got} received)`);
+    throw new CbactionsError(ShimProtocolErrorCode.Truncated, `the dispatch connection closed in the middle of a message (${this.#reader.received} received)`);
   }
+}
 
-  private startBody(messages: DispatchMessage[]): void {
-    const type = this.header.readUInt32LE(0);
-    const length = this.header.readUInt32LE(4);
-    if (!(this.accepted as readonly number[]).includes(type)) {
-      throw new CbactionsError(ShimProtocolErrorCode.UnknownType, `dispatch message of unknown type ${type} (expected ${this.accepted.join(', ')})`);
-    }
-    const known = type as DispatchMessageType;
-    const max = MAX_SHIM_BODY[known];
-    if (length > max) throw new CbactionsError(ShimProtocolErrorCode.TooLarge, `dispatch message of type ${type} announces ${length} bytes; its limit is ${max}`);
-    this.type = known;
-    this.body = Buffer.allocUnsafe(length);
-    this.bodyFilled = 0;
-    if (length === 0) this.finish(messages);
+function readDispatchHeader(header: Buffer, accepted: readonly DispatchMessageType[]): { type: DispatchMessageType; length: number } {
+  const type = header.readUInt32LE(0);
+  const length = header.readUInt32LE(4);
+  if (!(accepted as readonly number[]).includes(type)) {
+    throw new CbactionsError(ShimProtocolErrorCode.UnknownType, `dispatch message of unknown type ${type} (expected ${accepted.join(', ')})`);
   }
-
-  private finish(messages: DispatchMessage[]): void {
-    messages.push({ type: this.type as DispatchMessageType, body: this.body as Buffer });
-    this.type = undefined;
-    this.body = undefined;
-    this.bodyFilled = 0;
-    this.headerFilled = 0;
-  }
+  const known = type as DispatchMessageType;
+  const max = MAX_SHIM_BODY[known];
+  if (length > max) throw new CbactionsError(ShimProtocolErrorCode.TooLarge, `dispatch message of type ${type} announces ${length} bytes; its limit is ${max}`);
+  return { type: known, length };
 }
 
 /** What the mux receives. */
