@@ -8,20 +8,11 @@ import {
   StopBuildCommand,
 } from '@aws-sdk/client-codebuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startInProcess, type InProcess } from './harness.js';
+import { rejection, startInProcess, type InProcess } from './harness.js';
 
 // CodeBuild's request validation and idempotency, as the real SDK sees them.
 
 const QUICK = 'version: 0.2\nphases:\n  build:\n    commands:\n      - echo quick\n';
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { $metadata?: { httpStatusCode?: number } }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to be refused');
-}
 
 describe('CodeBuild API', () => {
   let service: InProcess;

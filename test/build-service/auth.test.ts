@@ -3,7 +3,7 @@ import { statSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkServiceCredentials, controlTokenFor, formatCredentialsFile, generateServiceCredentials } from '../../src/build-service/credentials.js';
 import { HostAllowlist } from '../../src/build-service/host-allowlist.js';
-import { startInProcess, type InProcess } from './harness.js';
+import { rejection, startInProcess, type InProcess } from './harness.js';
 
 // Who may use the build service: only callers with its key (SigV4, as the SDK signs), and
 // only through a Host header that names the service itself (no DNS rebinding).
@@ -12,15 +12,6 @@ const QUICK = 'version: 0.2\nphases:\n  build:\n    commands:\n      - echo quic
 const DUMP_ENV = 'version: 0.2\nphases:\n  build:\n    commands:\n      - env\n';
 const JSON_11 = { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'CodeBuild_20161006.ListBuildsForProject' };
 const LIST_BODY = JSON.stringify({ projectName: 'quick' });
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { $metadata?: { httpStatusCode?: number } }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to be refused');
-}
 
 describe('build service authentication (SigV4 with its own key)', () => {
   let service: InProcess;

@@ -164,6 +164,16 @@ async function rawRequest(running: RunningBuildService, region: string, request:
 }
 
 /** Phase types in order, with their status: `INSTALL:FAILED`. */
+/** The error a call that must be refused ended with (the SDK's error, with its HTTP status). */
+export async function rejection(promise: Promise<unknown>): Promise<Error & { $metadata?: { httpStatusCode?: number } }> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the call to be refused');
+}
+
 export function phaseSummary(build: Build): string[] {
   return (build.phases ?? []).map((phase) => (phase.phaseStatus ? `${phase.phaseType}:${phase.phaseStatus}` : `${phase.phaseType}`));
 }
