@@ -10,7 +10,6 @@ import { EntrypointEnv } from './environment.js';
 import { runEntrypoint, writeResult, type EntrypointResult } from './run-entrypoint.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
 
-export { EntrypointEnv } from './environment.js';
 
 export const DEFAULT_RUNNER_ROOT = '/actions-runner';
 /** The real worker runs post-steps after a cancel; past this its job is not coming back. */

@@ -15,8 +15,6 @@ import { WorkerEnv } from './environment.js';
 import { WatcherClient } from '../watcher/watcher-client.js';
 import { readRunnerFiles } from '../dispatch/runner-files.js';
 
-export { WorkerEnv } from './environment.js';
-export { DEFAULT_CANCEL_GRACE_SECONDS, leaseSettings, selectPool } from '../dispatch/job-settings.js';
 
 function parseFd(value: string, name: string): number {
   if (!/^\d{1,9}$/.test(value)) throw new CbactionsError('WORKER_USAGE', `${name} must be a file descriptor number, got "${value.slice(0, 20)}"`);

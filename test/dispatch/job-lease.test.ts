@@ -11,7 +11,7 @@ import { LocalPayloadStore } from '../../src/seal/local-payload-store.js';
 import type { JobLease, PayloadBinding } from '../../src/seal/types.js';
 import { PollingBuildWaiter } from '../../src/dispatch/build-waiter.js';
 import { holdJobLease } from '../../src/dispatch/job-lease.js';
-import { leaseSettings } from '../../src/worker/main.js';
+import { leaseSettings } from '../../src/dispatch/job-settings.js';
 import { runJob } from '../../src/dispatch/run-job.js';
 import { InMemoryBuilds } from '../support/in-memory-builds.js';
 import { jobMessage, runnerFileJson } from '../support/runner-root.js';
