@@ -1,5 +1,9 @@
 import { z } from 'zod';
 import { DeploySchema, deployProblems } from './deploy-schema.js';
+import { PolicySchema } from './policy-schema.js';
+import { ServiceRoleSchema } from './role-schema.js';
+
+export { ServiceRoleSchema };
 
 /**
  * The one configuration schema. The runtime (mux, worker, local mode) and the CDK app
@@ -80,15 +84,6 @@ export const ENVIRONMENT_TYPES = [
 
 const LAMBDA_ENVIRONMENTS = new Set<string>(['LINUX_LAMBDA_CONTAINER', 'ARM_LAMBDA_CONTAINER']);
 const GPU_COMPUTE = new Set<string>(['BUILD_GENERAL1_LARGE', 'BUILD_GENERAL1_XLARGE', 'BUILD_GENERAL1_2XLARGE']);
-
-export const ServiceRoleSchema = z.strictObject({
-  arn: z.string().regex(/^arn:aws[a-zA-Z-]*:iam::\d{12}:role\/.+$/, 'expected an IAM role ARN'),
-  /**
-   * The role's unique id (AROA…), which IAM puts in `aws:userid`. Payload object keys and
-   * KMS encryption contexts are bound to it; the CDK app fills it in.
-   */
-  roleId: z.string().regex(/^AROA[A-Z0-9]{8,}$/, 'expected a role unique id (AROA…)').optional(),
-});
 
 export const BuildSettingsSchema = z.strictObject({
   computeType: z.enum(COMPUTE_TYPES).default('BUILD_GENERAL1_SMALL'),
@@ -186,6 +181,8 @@ export const ConfigSchema = z
     payloads: PayloadsSchema,
     pools: z.array(PoolSchema).min(1),
     mux: MuxSchema.default(() => MuxSchema.parse({})),
+    /** Admission policy (src/config/policy-schema.ts): per job, before any build starts, which rule decides its role and settings, or refuses it. */
+    policy: PolicySchema.default(() => PolicySchema.parse({})),
     /** Infra-only settings for `cbactions deploy` (src/config/deploy-schema.ts); the runtime ignores them. */
     deploy: DeploySchema.optional(),
   })
