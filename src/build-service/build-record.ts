@@ -1,4 +1,5 @@
 import type { BuildFailureFault } from './faults.js';
+import type { SimulatedDelays } from './simulate.js';
 
 /**
  * One build's state and its two views: the CodeBuild `Build` shape (what BatchGetBuilds
@@ -102,6 +103,8 @@ export interface LocalBuildRecord {
   exportedEnvironmentVariables: { name: string; value: string }[];
   /** An injected failure this build was given at StartBuild. */
   plannedFailure?: BuildFailureFault;
+  /** The simulated delays this build was given at StartBuild (the phases show what it really spent). */
+  simulated?: { queuedSeconds: number; provisioningSeconds: number };
   stop?: { reason: StopReason; at: number };
   /** The build's process group while it runs commands. */
   processGroup?: number;
@@ -145,6 +148,7 @@ export class BuildState {
   readonly srcDir: string;
   readonly logFile: string;
   plannedFailure: BuildFailureFault | undefined;
+  readonly simulated: SimulatedDelays | undefined;
   buildStatus: BuildStatus = 'IN_PROGRESS';
   buildComplete = false;
   endMs: number | undefined;
@@ -162,6 +166,7 @@ export class BuildState {
     srcDir: string;
     logFile: string;
     plannedFailure: BuildFailureFault | undefined;
+    simulated?: SimulatedDelays | undefined;
     onChange: (state: BuildState) => void;
   }) {
     this.identity = input.identity;
@@ -171,6 +176,7 @@ export class BuildState {
     this.srcDir = input.srcDir;
     this.logFile = input.logFile;
     this.plannedFailure = input.plannedFailure;
+    this.simulated = input.simulated;
     this.onChange = input.onChange;
   }
 
@@ -275,6 +281,7 @@ export class BuildState {
       build,
     };
     if (this.plannedFailure) record.plannedFailure = { ...this.plannedFailure };
+    if (this.simulated) record.simulated = { queuedSeconds: this.simulated.queuedMs / 1000, provisioningSeconds: this.simulated.provisioningMs / 1000 };
     if (this.stop) record.stop = { ...this.stop };
     if (this.processGroup !== undefined) record.processGroup = this.processGroup;
     if (this.roleSessionName !== undefined) record.roleSessionName = this.roleSessionName;

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildHardLinkRoot } from '../preload/hardlink-root.js';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { describeError, isCbactionsError } from '../util/errors.js';
 import { BuildLog } from './build-log.js';
@@ -35,6 +36,8 @@ export interface BuildPlan {
    * PROVISIONING and removed at FINALIZING; the runner's `_diag` is kept as `keptDiag`.
    */
   runnerRoot?: { installation: string; root: string; keptDiag: string };
+  /** How long PROVISIONING waits before its work, as CodeBuild takes to provision (simulate.ts); 0 = no wait. */
+  simulatedProvisioningMs: number;
 }
 
 /** Where `cbactions entrypoint` looks for the runner (an image-level variable: the project and overrides may change it). */
@@ -43,6 +46,8 @@ export const RUNNER_ROOT_VARIABLE = 'CBACTIONS_RUNNER_ROOT';
 export interface BuildRunnerDeps {
   logger: Logger;
   now: () => number;
+  /** The simulated provisioning delay runs on it. */
+  clock: Clock;
   /** The image's environment: the build-service's own. */
   baseEnv: Record<string, string>;
   /** Present when the config enables assumeServiceRole. */
@@ -201,6 +206,11 @@ class BuildRun {
   }
 
   private async provision(): Promise<PhaseOutcome> {
+    if (this.plan.simulatedProvisioningMs > 0) {
+      await this.simulatedDelay(this.plan.simulatedProvisioningMs);
+      // Stopped or timed out while "provisioning": phase() ends the phase with that status.
+      if (this.aborted) return { status: 'SUCCEEDED' };
+    }
     await mkdir(this.state.srcDir, { recursive: true });
     await mkdir(this.plan.sessionDir, { recursive: true, mode: 0o700 });
     const roleArn = this.state.settings.serviceRole;
@@ -226,6 +236,25 @@ class BuildRun {
       }
     }
     return { status: 'SUCCEEDED' };
+  }
+
+  /** Resolves after `ms` on the clock, or at once when the build is stopped or times out. */
+  private simulatedDelay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.signal.aborted) {
+        resolve();
+        return;
+      }
+      const onAbort = () => {
+        cancel();
+        resolve();
+      };
+      const cancel = this.deps.clock.setTimer(() => {
+        this.signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      this.signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private async loadBuildspec(): Promise<Buildspec | PhaseOutcome> {

@@ -6,6 +6,7 @@ import { ConfigErrorCode, formatIssues } from '../config/load.js';
 import { CbactionsError } from '../util/errors.js';
 import { DEFAULT_CREDENTIALS_PROFILE } from './credentials.js';
 import { FaultsSchema } from './faults.js';
+import { SimulationSchema, type Simulation } from './simulate.js';
 import { COMPUTE_TYPE_VALUES, ENVIRONMENT_TYPE_VALUES, MAX_ENVIRONMENT_VALUE_LENGTH, RESERVED_VARIABLE_PREFIX } from './limits.js';
 
 export const DEFAULT_IMAGE = 'aws/codebuild/amazonlinux-x86_64-standard:5.0';
@@ -44,6 +45,8 @@ const ProjectSchema = z.strictObject({
    * container: builds never share `.runner`, `.credentials`, `_diag` or `_work`.
    */
   runnerRoot: z.string().min(1).optional(),
+  /** Simulated QUEUED and PROVISIONING delays of this project's builds (replaces the top-level `simulate`). */
+  simulate: SimulationSchema.optional(),
 });
 export type ProjectConfig = z.infer<typeof ProjectSchema>;
 
@@ -66,6 +69,8 @@ export const BuildServiceConfigSchema = z
     /** What the builds report as `initiator` and CODEBUILD_INITIATOR. */
     initiator: z.string().min(1).default('cbactions-local'),
     faults: FaultsSchema.optional(),
+    /** Simulated QUEUED and PROVISIONING delays of every project's builds (a project's own `simulate` replaces it). */
+    simulate: SimulationSchema.optional(),
     /** Where the service writes its key pair (AWS shared-credentials format, mode 0600); relative to the config file. Default: `<stateDir>/credentials`. */
     credentialsFile: z.string().min(1).optional(),
     /** The profile name in that file (what callers put in AWS_PROFILE). */
@@ -99,6 +104,8 @@ export interface ResolvedBuildServiceConfig {
   assumeServiceRole: boolean;
   initiator: string;
   faults: z.infer<typeof FaultsSchema> | undefined;
+  /** The default simulation; the projects carry their own. */
+  simulate: Simulation | undefined;
   /** Absolute, or undefined for `<stateDir>/credentials`. */
   credentialsFile: string | undefined;
   credentialsProfile: string;
@@ -123,6 +130,7 @@ export interface BuildServiceFlags {
   concurrentBuildLimit?: string | undefined;
   assumeServiceRole?: string | undefined;
   faults?: string | undefined;
+  simulate?: string | undefined;
   credentialsFile?: string | undefined;
 }
 
@@ -175,6 +183,13 @@ export function resolveBuildServiceConfig(input: { file: unknown; configDir: str
       throw invalid(source, [`faults: --faults is not valid JSON (${(error as Error).message})`], error);
     }
   }
+  if (flags.simulate !== undefined) {
+    try {
+      raw.simulate = JSON.parse(flags.simulate) as unknown;
+    } catch (error) {
+      throw invalid(source, [`simulate: --simulate is not valid JSON (${(error as Error).message})`], error);
+    }
+  }
 
   const result = BuildServiceConfigSchema.safeParse(raw);
   if (!result.success) throw invalid(source, formatIssues(result.error.issues), result.error);
@@ -213,6 +228,7 @@ export function resolveBuildServiceConfig(input: { file: unknown; configDir: str
     assumeServiceRole: config.assumeServiceRole,
     initiator: config.initiator,
     faults: config.faults,
+    simulate: config.simulate,
     // Like the state directory: a flag is relative to the cwd, the file's field to the file.
     credentialsFile: flags.credentialsFile !== undefined ? resolve(cwd, flags.credentialsFile) : config.credentialsFile === undefined ? undefined : resolve(baseDir, config.credentialsFile),
     credentialsProfile: config.credentialsProfile,

@@ -10,6 +10,7 @@ import { FaultsSchema, type FaultState } from './faults.js';
 import type { HostAllowlist } from './host-allowlist.js';
 import type { LocalCodeBuild } from './local-codebuild.js';
 import type { RequestAuthenticator, SignatureClaim } from './request-auth.js';
+import { SimulationUpdateSchema, type SimulationState } from './simulate.js';
 import { decodeComponent } from './uri.js';
 import { CONTROL_TOKEN_KEY } from './credentials.js';
 
@@ -22,6 +23,7 @@ const MAX_BODY_BYTES = 16 * 1024 * 1024;
 export interface BuildServiceHttpDeps {
   service: LocalCodeBuild;
   faults: FaultState;
+  simulation: SimulationState;
   calls: CallCounter;
   logger: Logger;
   authenticator: RequestAuthenticator;
@@ -259,6 +261,41 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
         deps.faults.set(parsed.data);
         deps.logger.info({ event: 'build-service.faults-set', kinds: Object.keys(parsed.data) }, 'faults set');
         sendJson(response, 200, deps.faults.snapshot());
+        return;
+      }
+    }
+    if (resource === 'simulate' && id === undefined) {
+      if (method === 'GET') {
+        sendJson(response, 200, deps.simulation.snapshot());
+        return;
+      }
+      if (method === 'DELETE') {
+        deps.simulation.clear();
+        deps.logger.info({ event: 'build-service.simulation-cleared' }, 'simulated delays cleared');
+        sendJson(response, 200, deps.simulation.snapshot());
+        return;
+      }
+      if (method === 'POST' || method === 'PUT') {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(body.toString('utf8')) as unknown;
+        } catch (error) {
+          sendJson(response, 400, { error: `the simulation must be a JSON object: ${describeError(error)}` });
+          return;
+        }
+        const parsed = SimulationUpdateSchema.safeParse(raw);
+        if (!parsed.success) {
+          sendJson(response, 400, { error: 'invalid simulation', issues: formatIssues(parsed.error.issues) });
+          return;
+        }
+        const { project, ...simulation } = parsed.data;
+        if (project !== undefined && !deps.service.hasProject(project)) {
+          sendJson(response, 400, { error: 'invalid simulation', issues: [`project: no project "${project}" in this build service`] });
+          return;
+        }
+        deps.simulation.set(simulation, project);
+        deps.logger.info({ event: 'build-service.simulation-set', project, ...simulation }, 'simulated delays set');
+        sendJson(response, 200, deps.simulation.snapshot());
         return;
       }
     }

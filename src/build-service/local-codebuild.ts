@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { AwsErrorCode, AwsServiceError, invalidInput } from './aws-error.js';
 import { BuildState, type ApiBuild, type ApiEnvironmentVariable, type LocalBuildRecord } from './build-record.js';
@@ -10,6 +11,7 @@ import type { FaultState } from './faults.js';
 import { IDEMPOTENCY_TOKEN_TTL_MS, MAX_BATCH_GET_IDS, QUEUE_FACTOR } from './limits.js';
 import { RecordWriter } from './record-writer.js';
 import type { RoleAssumer } from './role-assumer.js';
+import type { SimulatedDelays, SimulationState } from './simulate.js';
 import { lambdaProblems, parseStartBuild, type StartBuildInput } from './start-build-request.js';
 
 export interface LocalCodeBuildOptions {
@@ -28,7 +30,11 @@ export interface LocalCodeBuildOptions {
 export interface LocalCodeBuildDeps {
   logger: Logger;
   faults: FaultState;
+  /** Simulated QUEUED/PROVISIONING delays, drawn per build at StartBuild. */
+  simulation: SimulationState;
   now: () => number;
+  /** Timeouts and simulated delays run on it. */
+  clock: Clock;
   randomUUID: () => string;
   /** The image's environment (the build-service's own). */
   baseEnv: Record<string, string>;
@@ -40,7 +46,11 @@ interface BuildEntry {
   plan: BuildPlan;
   controller: AbortController;
   stage: 'queued' | 'running' | 'done';
-  timer: NodeJS.Timeout | undefined;
+  /** Cancels the pending timeout (queued timeout while queued, build timeout while running). */
+  timer: (() => void) | undefined;
+  /** Cancels the simulated queue delay while it runs. */
+  cancelQueueDelay: (() => void) | undefined;
+  simulated: SimulatedDelays | undefined;
   done: Promise<void>;
   markDone: () => void;
 }
@@ -157,6 +167,10 @@ export class LocalCodeBuild {
     return offset + 100 < ids.length ? { ids: page, nextToken: String(offset + 100) } : { ids: page };
   }
 
+  hasProject(name: string): boolean {
+    return this.projects.has(name);
+  }
+
   /** Every build's local record, oldest first. */
   records(): LocalBuildRecord[] {
     return [...this.entries.values()].map((entry) => entry.state.toRecord());
@@ -226,6 +240,7 @@ export class LocalCodeBuild {
     const queuedTimeoutInMinutes = input.queuedTimeoutInMinutesOverride ?? project.queuedTimeoutInMinutes;
     const serviceRole = input.serviceRoleOverride ?? project.serviceRole;
     const inlineBuildspec = buildspec.kind === 'inline' ? buildspec.text : undefined;
+    const simulated = this.deps.simulation.draw(project.name);
 
     const state = new BuildState({
       identity: { id, uuid, arn, buildNumber, projectName: project.name },
@@ -253,6 +268,7 @@ export class LocalCodeBuild {
       srcDir,
       logFile,
       plannedFailure: this.deps.faults.takeBuildFailure(project.name),
+      simulated,
       onChange: (changed) => this.writer.schedule(join(buildDir, 'record.json'), () => changed.toRecord()),
     });
     const plan: BuildPlan = {
@@ -275,11 +291,12 @@ export class LocalCodeBuild {
         AWS_DEFAULT_REGION: region,
       },
       sessionDir: join(buildDir, 'session'),
+      simulatedProvisioningMs: simulated?.provisioningMs ?? 0,
       ...(project.runnerRoot !== undefined ? { runnerRoot: { installation: project.runnerRoot, root: join(buildDir, 'runner'), keptDiag: join(buildDir, 'runner-diag') } } : {}),
     };
     let markDone = () => {};
     const done = new Promise<void>((resolveDone) => (markDone = resolveDone));
-    const entry: BuildEntry = { state, plan, controller: new AbortController(), stage: 'queued', timer: undefined, done, markDone };
+    const entry: BuildEntry = { state, plan, controller: new AbortController(), stage: 'queued', timer: undefined, cancelQueueDelay: undefined, simulated, done, markDone };
     this.entries.set(id, entry);
     this.byArn.set(arn, entry);
     this.byUuid.set(uuid, entry);
@@ -296,35 +313,61 @@ export class LocalCodeBuild {
         // Names only: values are the job's business and may be large.
         overrideNames: (input.environmentVariablesOverride ?? []).map((variable) => variable.name),
         plannedFailure: state.plannedFailure?.phase,
+        ...(simulated ? { simulatedQueuedMs: simulated.queuedMs, simulatedProvisioningMs: simulated.provisioningMs } : {}),
       },
       'build submitted',
     );
     return entry;
   }
 
-  /** Runs the build now, or queues it behind the concurrency limit with its queued timeout. */
+  /**
+   * Holds the build in QUEUED for its simulated queue delay, if any, then runs it or queues
+   * it behind the concurrency limit. The queued timeout counts from StartBuild, as all of
+   * QUEUED is the wait it bounds.
+   */
   private admit(entry: BuildEntry): void {
+    const queuedMs = entry.simulated?.queuedMs ?? 0;
+    if (queuedMs <= 0) {
+      this.admitNow(entry);
+      return;
+    }
+    this.armQueuedTimeout(entry);
+    entry.cancelQueueDelay = this.deps.clock.setTimer(() => {
+      entry.cancelQueueDelay = undefined;
+      if (entry.stage === 'queued' && !entry.controller.signal.aborted) this.admitNow(entry);
+    }, queuedMs);
+  }
+
+  /** Runs the build now, or queues it behind the concurrency limit with its queued timeout. */
+  private admitNow(entry: BuildEntry): void {
     const limit = this.options.concurrentBuildLimit;
     if (limit === undefined || this.running < limit) {
       this.run(entry);
       return;
     }
     this.queue.push(entry);
-    const { queuedTimeoutInMinutes } = entry.state.settings;
-    entry.timer = setTimeout(() => this.stop(entry, new BuildAbort('TIMED_OUT', 'queued-timeout')), queuedTimeoutInMinutes * this.options.minuteMs);
+    this.armQueuedTimeout(entry);
     this.deps.logger.info({ event: 'build.queued', buildId: entry.state.identity.id, queued: this.queue.length }, 'build queued');
+  }
+
+  private armQueuedTimeout(entry: BuildEntry): void {
+    if (entry.timer) return;
+    const { queuedTimeoutInMinutes } = entry.state.settings;
+    entry.timer = this.deps.clock.setTimer(() => this.stop(entry, new BuildAbort('TIMED_OUT', 'queued-timeout')), queuedTimeoutInMinutes * this.options.minuteMs);
   }
 
   private run(entry: BuildEntry): void {
     const { state } = entry;
-    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer?.();
+    entry.timer = undefined;
     entry.stage = 'running';
     this.running += 1;
     state.endPhase('SUCCEEDED', this.deps.now());
-    entry.timer = setTimeout(() => this.stop(entry, new BuildAbort('TIMED_OUT', 'timeout')), state.settings.timeoutInMinutes * this.options.minuteMs);
+    entry.timer = this.deps.clock.setTimer(() => this.stop(entry, new BuildAbort('TIMED_OUT', 'timeout')), state.settings.timeoutInMinutes * this.options.minuteMs);
     const runnerDeps: BuildRunnerDeps = {
       logger: this.deps.logger,
       now: this.deps.now,
+      clock: this.deps.clock,
       baseEnv: this.deps.baseEnv,
       roleAssumer: this.deps.roleAssumer,
       stopGraceMs: this.options.stopGraceMs,
@@ -335,7 +378,8 @@ export class LocalCodeBuild {
         if (!state.buildComplete) state.complete('FAULT', this.deps.now());
       })
       .finally(() => {
-        if (entry.timer) clearTimeout(entry.timer);
+        entry.timer?.();
+        entry.timer = undefined;
         entry.stage = 'done';
         this.running -= 1;
         entry.markDone();
@@ -365,7 +409,10 @@ export class LocalCodeBuild {
     if (entry.stage === 'queued') {
       const index = this.queue.indexOf(entry);
       if (index >= 0) this.queue.splice(index, 1);
-      if (entry.timer) clearTimeout(entry.timer);
+      entry.cancelQueueDelay?.();
+      entry.cancelQueueDelay = undefined;
+      entry.timer?.();
+      entry.timer = undefined;
       entry.controller.abort(abort);
       state.endPhase(abort.status, now, abort.status === 'TIMED_OUT' ? { statusCode: 'BUILD_TIMED_OUT', message: 'Build has timed out while queued. ' } : { statusCode: 'BUILD_STOPPED', message: 'Build was stopped' });
       state.startPhase('COMPLETED', now);

@@ -36,6 +36,7 @@ export async function runBuildServiceCommand(options: Record<string, string | un
     concurrentBuildLimit: options.concurrentBuildLimit,
     assumeServiceRole: options.assumeServiceRole,
     faults: options.faults,
+    simulate: options.simulate,
     credentialsFile: options.credentialsFile,
   };
   const level = options.logLevel ?? 'info';

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { CallCounter } from './call-counter.js';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { createBuildServiceServer } from './http-server.js';
 import { LocalCodeBuild } from './local-codebuild.js';
 import { RequestAuthenticator } from './request-auth.js';
 import type { RoleAssumer } from './role-assumer.js';
+import { SimulationState } from './simulate.js';
 
 export interface BuildServiceDeps {
   logger: Logger;
@@ -19,6 +21,8 @@ export interface BuildServiceDeps {
   /** Needed when `assumeServiceRole` is on. */
   roleAssumer?: RoleAssumer | undefined;
   now?: () => number;
+  /** Timers of timeouts and simulated delays (tests pass a manual clock); its `now` unless `now` is given. */
+  clock?: Clock;
   randomUUID?: () => string;
   /** The key pair callers must sign with; default: a fresh random one. */
   credentials?: ServiceCredentials | undefined;
@@ -32,6 +36,7 @@ export interface RunningBuildService {
   port: number;
   service: LocalCodeBuild;
   faults: FaultState;
+  simulation: SimulationState;
   calls: CallCounter;
   /** The key pair every request must be signed with (SigV4), for in-process callers. */
   credentials: ServiceCredentials;
@@ -46,7 +51,8 @@ export interface RunningBuildService {
 export async function startBuildService(config: ResolvedBuildServiceConfig & { stateDir: string }, deps: BuildServiceDeps): Promise<RunningBuildService> {
   const credentials = deps.credentials ?? generateServiceCredentials();
   const credentialsFile = config.credentialsFile ?? join(config.stateDir, 'credentials');
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
+  const now = deps.now ?? (() => clock.now());
   // Builds are the callers' code, not the service's: they never see its key, whatever the
   // environment it was started with.
   const baseEnv: Record<string, string> = {};
@@ -54,6 +60,7 @@ export async function startBuildService(config: ResolvedBuildServiceConfig & { s
     if (!value.includes(credentials.secretAccessKey) && !(Object.values(BuildServiceKeyEnv) as string[]).includes(name)) baseEnv[name] = value;
   }
   const faults = new FaultState(config.faults);
+  const simulation = new SimulationState({ default: config.simulate, projects: Object.fromEntries(config.projects.map((project) => [project.name, project.simulate])) });
   const calls = new CallCounter();
   const service = new LocalCodeBuild(
     {
@@ -70,7 +77,9 @@ export async function startBuildService(config: ResolvedBuildServiceConfig & { s
     {
       logger: deps.logger,
       faults,
+      simulation,
       now,
+      clock,
       randomUUID: deps.randomUUID ?? randomUUID,
       baseEnv,
       roleAssumer: config.assumeServiceRole ? deps.roleAssumer : undefined,
@@ -84,7 +93,7 @@ export async function startBuildService(config: ResolvedBuildServiceConfig & { s
   });
   // The allowlist needs the port, known once listening; until then requests are refused.
   const listening: { hosts?: HostAllowlist } = {};
-  const server = createBuildServiceServer({ service, faults, calls, logger: deps.logger, authenticator, hosts: () => listening.hosts });
+  const server = createBuildServiceServer({ service, faults, simulation, calls, logger: deps.logger, authenticator, hosts: () => listening.hosts });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => {
@@ -108,6 +117,7 @@ export async function startBuildService(config: ResolvedBuildServiceConfig & { s
     port,
     service,
     faults,
+    simulation,
     calls,
     credentials,
     credentialsFile,

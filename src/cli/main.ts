@@ -58,6 +58,7 @@ export function buildProgram(): Command {
     .option('--concurrent-build-limit <n>', 'builds running at once; more wait in QUEUED')
     .option('--assume-service-role <true|false>', "give builds their service role's credentials through STS AssumeRole")
     .option('--faults <json>', 'faults to inject from the start (same JSON as POST /_local/faults)')
+    .option('--simulate <json>', 'simulated QUEUED/PROVISIONING delays of every project, e.g. {"provisioningSeconds":20} (as POST /_local/simulate)')
     .option('--credentials-file <file>', "where to write the service's key pair for callers (AWS shared-credentials format; default: <state dir>/credentials)")
     .option('--log-level <level>', 'log level of the JSON logs on stderr', 'info')
     .action(async (options: Record<string, string | undefined>) => {

@@ -11,6 +11,7 @@ import { controlTokenFor } from '../../src/build-service/credentials.js';
 import { resolveBuildServiceConfig, type BuildServiceConfigInput } from '../../src/build-service/config.js';
 import type { RoleAssumer } from '../../src/build-service/role-assumer.js';
 import { startBuildService, type RunningBuildService } from '../../src/build-service/server.js';
+import type { Clock } from '../../src/util/clock.js';
 import { createLogger } from '../../src/util/logger.js';
 
 /**
@@ -30,6 +31,8 @@ export interface InProcessOptions {
   roleAssumer?: RoleAssumer;
   /** The service's clock (default: the real one). */
   now?: () => number;
+  /** Timers of timeouts and simulated delays, and (without `now`) the time (default: the real clock). */
+  clock?: Clock;
 }
 
 /** A raw HTTP request, signed (SigV4, as the SDK does) unless `sign` is false. */
@@ -75,7 +78,7 @@ export async function startInProcess(options: InProcessOptions): Promise<InProce
   const logger = createLogger({ name: 'build-service-test', level: 'debug', destination: { write: (line: string) => void logs.push(line) } });
   const running = await startBuildService(
     { ...config, stateDir },
-    { logger, baseEnv: options.baseEnv ?? { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, roleAssumer: options.roleAssumer, credentials: options.credentials, ...(options.now ? { now: options.now } : {}) },
+    { logger, baseEnv: options.baseEnv ?? { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, roleAssumer: options.roleAssumer, credentials: options.credentials, ...(options.now ? { now: options.now } : {}), ...(options.clock ? { clock: options.clock } : {}) },
   );
   const clients: CodeBuildClient[] = [];
   const client: InProcess['client'] = (clientOptions = {}) => {
