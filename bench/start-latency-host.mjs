@@ -30,19 +30,22 @@ const clients = createJobClients(config, configPath, process.env);
 // The mux's defaults: at least 1 s between sweeps, at most one BatchGetBuilds call per second.
 const watcher = new BuildWatcher(clients.builds, logger);
 watcher.start();
+/** What the mux puts in its listeners' environment (the task ARN in ECS); the bench's shims carry the same. */
+const MUX_INSTANCE = 'bench-start-latency';
 const say = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 
 /**
- * The mux's standby builds for `pool`, or a reason they are not there. Kept in this one
- * function: it is the only place that knows how the mux wires its standby manager.
+ * The mux's standby builds for the pool (src/mux/standby-pool.ts, wired as src/mux/main.ts
+ * does), or why there are none. The only place here that knows how the mux keeps standbys.
  */
 async function startStandbys() {
   if (!pool.warm || !(pool.warm.standby > 0)) return { reason: 'the pool has no warm.standby' };
-  const manager = join(ROOT, 'dist', 'src', 'mux', 'standby-manager.js');
-  if (!existsSync(manager)) return { reason: 'pools[].warm is in the schema, but this build has no standby manager (dist/src/mux/standby-manager.js)' };
-  const module = await import(manager);
-  if (typeof module.startStandbyManager !== 'function') return { reason: `${manager} has no startStandbyManager()` };
-  const standbys = await module.startStandbyManager({ config, configPath, builds: clients.builds, payloads: () => clients.payloads(), waiter: watcher, logger });
+  const path = join(ROOT, 'dist', 'src', 'mux', 'standby-pool.js');
+  if (!existsSync(path)) return { reason: 'pools[].warm is in the schema, but this build has no standby manager (dist/src/mux/standby-pool.js)' };
+  const { StandbyPool } = await import(path);
+  const standbys = new StandbyPool({ config, configPath, builds: clients.builds, waiter: watcher, logger, env: { CBACTIONS_MUX_INSTANCE: MUX_INSTANCE } });
+  if (!standbys.enabled) return { reason: 'the standby manager keeps no standbys for this config' };
+  standbys.start();
   return { standbys };
 }
 

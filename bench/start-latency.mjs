@@ -239,6 +239,8 @@ async function main() {
         CBACTIONS_SLOT: `bench-${index}`,
         CBACTIONS_RUNNER_ROOT: listenerRoot,
         CBACTIONS_DISPATCH_SOCKET: join(stateDir, 'dispatch.sock'),
+        // As the mux sets it for its listeners (bench/start-latency-host.mjs gives its standbys the same).
+        CBACTIONS_MUX_INSTANCE: 'bench-start-latency',
       },
       stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
     });
@@ -268,7 +270,8 @@ async function main() {
       const phase = record.phases.find((candidate) => candidate.phaseType === type);
       return phase?.endTime === undefined ? 0 : (phase.endTime - phase.startTime) * 1000;
     };
-    return { queued: spent('QUEUED'), provisioning: spent('PROVISIONING') };
+    // A standby is started without CBACTIONS_JOB_ID; a job's own build with it.
+    return { queued: spent('QUEUED'), provisioning: spent('PROVISIONING'), onStandby: !JSON.stringify(record.request).includes('"CBACTIONS_JOB_ID"') };
   };
 
   async function measure(column, configPath, stateDir, count, beforeEach) {
@@ -388,6 +391,8 @@ async function main() {
     for (const p of [50, 95]) rows.push([`${label}: assigned → Runner.Worker, p${p}`, stat(report.cold.get(scenario), p), warmCell(stat(report.warm.get(scenario), p))]);
     rows.push([`${label}: beyond the build's QUEUED + PROVISIONING, p50 / p95`, `${stat(report.cold.get(scenario), 50, beyond)} / ${stat(report.cold.get(scenario), 95, beyond)}`, warmCell('(waited before the job)')]);
   }
+  const warmJobs = [...report.warm.values()].flat();
+  rows.push(['jobs that ran on a standby build', '0', warmCell(`${warmJobs.filter((r) => r.onStandby).length} of ${warmJobs.length}`)]);
   rows.push([`standby build-minutes per hour (${STANDBYS} standbys, ${IDLE_SECONDS} s idle window)`, '0', warmCell(`${standbyStats.minutesPerHour?.toFixed(1)} (${standbyStats.builds} builds)`)]);
   rows.push([`S3 GET requests per standby-hour (poll every ${POLL_MS} ms)`, '0', `${Math.round(s3.perHour).toLocaleString('en-US')} (measured; ≤ ${(3_600_000 / POLL_MS).toLocaleString('en-US')} = 3600 s / ${POLL_MS / 1000} s)`]);
   const header = ['', `cold (a new build per job, ${PROVISIONING_SECONDS} s provisioning)`, 'warm (standby builds)'];
