@@ -393,7 +393,7 @@ async function main() {
   }
   const warmJobs = [...report.warm.values()].flat();
   rows.push(['jobs that ran on a standby build', '0', warmCell(`${warmJobs.filter((r) => r.onStandby).length} of ${warmJobs.length}`)]);
-  rows.push([`standby build-minutes per hour (${STANDBYS} standbys, ${IDLE_SECONDS} s idle window)`, '0', warmCell(`${standbyStats.minutesPerHour?.toFixed(1)} (${standbyStats.builds} builds)`)]);
+  rows.push([`standby build-minutes per hour (${STANDBYS} standbys, ${IDLE_SECONDS} s idle window)`, '0', warmCell(`${standbyStats.minutesPerHour?.toFixed(1)} (${((standbyStats.minutesPerHour ?? NaN) / STANDBYS).toFixed(1)} per standby; ${standbyStats.builds} builds)`)]);
   rows.push([`S3 GET requests per standby-hour (poll every ${POLL_MS} ms)`, '0', `${Math.round(s3.perHour).toLocaleString('en-US')} (measured; ≤ ${(3_600_000 / POLL_MS).toLocaleString('en-US')} = 3600 s / ${POLL_MS / 1000} s)`]);
   const header = ['', `cold (a new build per job, ${PROVISIONING_SECONDS} s provisioning)`, 'warm (standby builds)'];
   const table = [header, ...rows];
