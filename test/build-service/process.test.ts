@@ -1,4 +1,4 @@
-import { BatchGetBuildsCommand, CodeBuildClient, ListBuildsForProjectCommand, StartBuildCommand } from '@aws-sdk/client-codebuild';
+import { BatchGetBuildsCommand, CodeBuildClient, ListBuildsForProjectCommand, StartBuildCommand, StopBuildCommand } from '@aws-sdk/client-codebuild';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -216,6 +216,29 @@ describe('cbactions build-service shutdown and configuration errors (process)', 
     } finally {
       await service.stop();
     }
+  });
+
+  it('takes --simulate: builds wait in PROVISIONING, GET /_local/simulate shows it, StopBuild ends the wait at once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-bs-simulate-'));
+    writeFileSync(join(dir, 'buildspec.yml'), BUILDSPEC);
+    const simulated = await startBuildService({ buildspec: join(dir, 'buildspec.yml'), args: ['--simulate', '{"provisioningSeconds": 600, "jitterSeconds": 1, "seed": 5}'] });
+    try {
+      const shown = (await (await fetch(`${simulated.endpoint}/_local/simulate`, { headers: { authorization: `Bearer ${simulated.key.controlToken}` } })).json()) as unknown;
+      expect(shown).toEqual({ default: { queuedSeconds: 0, provisioningSeconds: 600, jitterSeconds: 1, seed: 5 }, projects: {} });
+      const { build } = await simulated.client().send(new StartBuildCommand({ projectName: 'cbactions' }));
+      const id = build?.id as string;
+      const provisioning = await simulated.waitForBuild(id, { until: (record) => record.currentPhase === 'PROVISIONING' });
+      expect(provisioning.simulated?.provisioningSeconds).toBeGreaterThanOrEqual(599);
+      await simulated.client().send(new StopBuildCommand({ id }));
+      // Well under the 600 s it would otherwise wait.
+      const stopped = await simulated.waitForBuild(id);
+      expect(stopped.phases.map((phase) => `${phase.phaseType}:${phase.phaseStatus ?? ''}`)).toEqual(['SUBMITTED:SUCCEEDED', 'QUEUED:SUCCEEDED', 'PROVISIONING:STOPPED', 'FINALIZING:SUCCEEDED', 'COMPLETED:']);
+    } finally {
+      await simulated.stop();
+    }
+    const refused = startBuildService({ buildspec: join(dir, 'buildspec.yml'), args: ['--simulate', '{"queuedSeconds": -1}'] });
+    await expect(refused).rejects.toThrow(/exited \(2\) before listening/);
+    await expect(refused).rejects.toThrow(/simulate\.queuedSeconds: /);
   });
 
   it('exits 2 naming every invalid field', async () => {
