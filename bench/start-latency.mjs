@@ -30,7 +30,7 @@
 // polling a key that never arrives for 10 s at that interval against a counting fake S3
 // endpoint on 127.0.0.1 (no S3 latency: the most requests it can make), then per hour.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -63,6 +63,8 @@ const IDLE_SECONDS = Number(args.idle);
 const POLL_MS = Number(args['poll-ms']);
 const MAX_WAIT_MINUTES = Number(args['max-wait-minutes']);
 const STANDBYS = Math.max(1, ...BURSTS);
+/** Children to stop if the run fails half-way (the build service stops its builds as StopBuild does). */
+const running = new Set();
 /** us-east-1 list prices used for the arithmetic (see the README, "Warm pools and what they cost"). */
 const PRICE = { smallBuildMinute: 0.005, s3GetPer1000: 0.0004 };
 
@@ -147,11 +149,13 @@ async function startBuildService(base, config, env) {
     if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
     return response.headers.get('content-type')?.includes('json') ? response.json() : response.text();
   };
+  const stop = () => new Promise((resolveExit) => (child.exitCode !== null ? resolveExit() : (child.once('exit', resolveExit), child.kill('SIGTERM'))));
+  running.add(stop);
   return {
     endpoint: listening.endpoint,
     clientEnv: { AWS_ENDPOINT_URL_CODEBUILD: listening.endpoint, AWS_SHARED_CREDENTIALS_FILE: listening.credentialsFile, AWS_PROFILE: listening.profile, AWS_REGION: listening.region, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_SESSION_TOKEN: '', AWS_CONFIG_FILE: '/dev/null' },
     control,
-    stop: () => new Promise((resolveExit) => (child.exitCode !== null ? resolveExit() : (child.once('exit', resolveExit), child.kill('SIGTERM')))),
+    stop: () => (running.delete(stop), stop()),
   };
 }
 
@@ -168,7 +172,9 @@ async function startHost(configPath, stateDir, listenerRoot, env) {
     });
     child.once('exit', (code) => reject(new Error(`bench host exited ${code} before it was ready`)));
   });
-  return { ready, events, stop: () => new Promise((resolveExit) => (child.exitCode !== null ? resolveExit() : (child.once('exit', resolveExit), child.kill('SIGTERM')))) };
+  const stop = () => new Promise((resolveExit) => (child.exitCode !== null ? resolveExit() : (child.once('exit', resolveExit), child.kill('SIGTERM'))));
+  running.add(stop);
+  return { ready, events, stop: () => (running.delete(stop), stop()) };
 }
 
 /** S3 GETs the S3 payload store makes while a payload does not arrive, per hour, at POLL_MS. */
@@ -379,6 +385,7 @@ async function main() {
   }
   const s3 = await measureS3Polls(10_000);
   await service.stop();
+  rmSync(base, { recursive: true, force: true });
 
   // The table.
   const seconds = (ms) => `${(ms / 1000).toFixed(2)} s`;
@@ -413,5 +420,12 @@ async function main() {
   process.stdout.write(`(S3 polling measured for ${(s3.elapsed / 1000).toFixed(1)} s: ${s3.gets} GETs; ${process.version}, ${process.platform}/${process.arch}, ${existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((line) => line.startsWith('processor')).length : '?'} CPUs)\n`);
 }
 
-await main();
+try {
+  await main();
+} catch (error) {
+  process.stderr.write(`start-latency: ${error instanceof Error ? error.message : String(error)}\n`);
+  // Hosts first (they stop their standbys), then the build service (it stops every build).
+  for (const stop of [...running].reverse()) await stop();
+  process.exit(1);
+}
 process.exit(0);
