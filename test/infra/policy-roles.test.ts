@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { buildRoleGrantWarnings } from '../../src/infra/build-role-grants.js';
-import { actionsOf, configInput, fakeRoleId, logicalId, nagFindings, onlyResource, resolveIntrinsics, resourcesOfType, roleStatements, synth, type Statement, type Synthesized } from './helpers.js';
+import { actionsOf, configInput, fakeRoleId, ROOT, logicalId, nagFindings, onlyResource, resolveIntrinsics, resourcesOfType, roleStatements, synth, type Statement, type Synthesized } from './helpers.js';
 
 /**
  * Roles for policy rules (deploy.roles, created by the stack; policy.roles, existing ones):
@@ -290,5 +293,20 @@ describe('deploy warnings about policy roles', () => {
       'policy.roles.legacy-deployer: no policy rule runs as role "legacy-deployer"; the stack still makes it a build role the listener task may pass to CodeBuild (add a rule naming it, or remove it)',
       'deploy.roles.infra-admin: no policy rule runs as role "infra-admin"; the stack still makes it a build role the listener task may pass to CodeBuild (add a rule naming it, or remove it)',
     ]);
+  });
+});
+
+describe("the README's worked example", () => {
+  it('loads, synthesizes with cdk-nag clean, and runs the site as its own role', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf("## A repository's own AWS role"));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    if (yaml === undefined) throw new Error('no yaml block in the README section');
+    const example = parseYaml(yaml) as { policy: ConfigInput['policy']; deploy: NonNullable<ConfigInput['deploy']> };
+    const input = configInput({ policy: example.policy, deploy: { ...example.deploy, images: IMAGES } });
+    const { annotations, stack } = synth(input, { assets: false });
+    expect(nagFindings(annotations)).toEqual([]);
+    expect([...stack.cbactions.policyRoles.keys()].sort()).toEqual(['signer', 'site-deployer']);
+    expect(buildRoleGrantWarnings(parseConfig(input))).toEqual([expect.stringContaining('role "signer" is the existing role arn:aws:iam::123456789012:role/release-signer')]);
   });
 });
