@@ -96,6 +96,13 @@ function invalid(field: string, message: string): CbactionsError {
   return new CbactionsError(InfraErrorCode.Invalid, `${field}: ${message}`);
 }
 
+/**
+ * How many roles builds may run as. The payload bucket's policy names each in its five Deny
+ * guards (about 490 bytes per role at IAM's longest role names), and S3 refuses a bucket
+ * policy over 20 KB; 35 leaves room for the rest of the policy and a long bucket name.
+ */
+export const MAX_BUILD_ROLES = 35;
+
 /** ARM environments that run container images (Lambda compute has images of its own). */
 const ARM_ENVIRONMENTS = new Set(['ARM_CONTAINER', 'ARM_EC2']);
 
@@ -377,6 +384,14 @@ export class Cbactions extends Construct {
       policyRoles.set(name, { role: importExisting(`PolicyRole-${name}`, existing.arn), roleId: existing.roleId });
     }
     this.policyRoles = new Map([...policyRoles].map(([name, entry]) => [name, entry.role]));
+    const buildRoleCount = new Set([this.buildRole, ...poolRoles.values(), ...this.policyRoles.values()]).size;
+    if (buildRoleCount > MAX_BUILD_ROLES) {
+      throw invalid(
+        'deploy.roles',
+        `builds would run as ${buildRoleCount} roles (the project's, the pools' own, the policy roles), more than the ${MAX_BUILD_ROLES} the payload bucket's policy can name ` +
+          'in its Deny guards (S3 limits a bucket policy to 20 KB): let rules share roles',
+      );
+    }
 
     // ---- The CodeBuild project: one project, pools differ by StartBuild overrides.
     const privileged = config.pools.some((pool) => pool.build.privileged);

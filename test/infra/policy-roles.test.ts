@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { buildRoleGrantWarnings } from '../../src/infra/build-role-grants.js';
+import { MAX_BUILD_ROLES } from '../../src/infra/cbactions.js';
 import { actionsOf, configInput, fakeRoleId, ROOT, logicalId, nagFindings, onlyResource, resolveIntrinsics, resourcesOfType, roleStatements, synth, type Statement, type Synthesized } from './helpers.js';
 
 /**
@@ -308,5 +309,26 @@ describe("the README's worked example", () => {
     expect(nagFindings(annotations)).toEqual([]);
     expect([...stack.cbactions.policyRoles.keys()].sort()).toEqual(['signer', 'site-deployer']);
     expect(buildRoleGrantWarnings(parseConfig(input))).toEqual([expect.stringContaining('role "signer" is the existing role arn:aws:iam::123456789012:role/release-signer')]);
+  });
+});
+
+describe('how many roles builds may run as', () => {
+  const roles = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, index) => [`repository-role-${index}`, {}]));
+
+  it(`${MAX_BUILD_ROLES} (the project's and the policy roles) fit the 20 KB bucket policy even at IAM's longest role names`, () => {
+    const { json } = synth(configInput({ deploy: { images: IMAGES, roles: roles(MAX_BUILD_ROLES - 1) } }), { assets: false });
+    const [, policy] = resourcesOfType(json, 'AWS::S3::BucketPolicy').find(([, resource]) => JSON.stringify(resource).includes('BuildsReachOnlyTheirOwnObjects')) ?? [];
+    // Role names CloudFormation generates are at most 64 characters; the bucket name at most 63.
+    const text = JSON.stringify(resolveIntrinsics((policy?.Properties as Json).PolicyDocument, json))
+      .replace(/arn:aws:iam::123456789012:role\/[A-Za-z0-9-]+/g, `arn:aws:iam::123456789012:role/${'r'.repeat(64)}`)
+      .replace(/arn:aws:s3:::ref-[a-z0-9]+/g, `arn:aws:s3:::${'b'.repeat(63)}`);
+    expect(text).toContain('r'.repeat(64));
+    expect(Buffer.byteLength(text)).toBeLessThan(20 * 1024);
+  }, 120_000);
+
+  it('one more is an error naming deploy.roles, before anything is deployed', () => {
+    expect(() => synth(configInput({ deploy: { images: IMAGES, roles: roles(MAX_BUILD_ROLES) } }), { assets: false })).toThrow(
+      `deploy.roles: builds would run as ${MAX_BUILD_ROLES + 1} roles (the project's, the pools' own, the policy roles), more than the ${MAX_BUILD_ROLES}`,
+    );
   });
 });
