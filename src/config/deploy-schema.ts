@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PolicySchema } from './policy-schema.js';
 
 /**
  * The `deploy` section of the config file: settings only the CDK app (`cbactions deploy`)
@@ -27,6 +28,9 @@ export const FARGATE_SIZES: Readonly<Record<number, readonly number[]>> = {
 export function fargateMemoryAllowed(cpu: number, memoryMiB: number): boolean {
   return FARGATE_SIZES[cpu]?.includes(memoryMiB) ?? false;
 }
+
+/** A role's name as `policy.roles` spells it (the same names rules use). */
+const POLICY_ROLE_NAME = PolicySchema.shape.roles.unwrap().keyType;
 
 /** One IAM statement for a build role, in IAM's own vocabulary. */
 export const PolicyStatementSchema = z.strictObject({
@@ -107,6 +111,12 @@ export const DeploySchema = z.strictObject({
   buildRole: RolePermissionsSchema.default(() => RolePermissionsSchema.parse({})),
   /** Per pool (by name): a build role of its own, created by the stack. */
   pools: z.record(z.string(), z.strictObject({ serviceRole: RolePermissionsSchema })).default(() => ({})),
+  /**
+   * Roles the stack creates for policy rules (`policy.rules[].role` names them), each with the
+   * jobs' own permissions and the same payload guards as every build role. The runtime config
+   * the task gets lists them in `policy.roles` with their ARN and unique id.
+   */
+  roles: z.record(POLICY_ROLE_NAME, RolePermissionsSchema).default(() => ({})),
   /** Tags on every resource. */
   tags: z.record(z.string().min(1).max(128), z.string().max(256)).default(() => ({})),
 });
@@ -155,4 +165,52 @@ export function deployProblems(
     });
   }
   return problems;
+}
+
+/** The part of the `policy` section the role checks need. */
+interface PolicyLike {
+  roles: Readonly<Record<string, unknown>>;
+  rules: readonly { name: string; role?: string | undefined }[];
+}
+
+function quotedList(names: string[]): string {
+  return names.length === 0 ? 'none' : names.map((name) => `"${name}"`).join(', ');
+}
+
+/**
+ * Cross-field problems of the roles policy rules run as: every rule's `role` must be an
+ * existing role (`policy.roles`) or one the stack creates (`deploy.roles`), and a name is one
+ * or the other. Checked for every config (the runtime config has the created roles in
+ * `policy.roles`), so a typo fails the file, not the job.
+ */
+export function policyRoleProblems(policy: PolicyLike, deploy: DeployConfig | undefined): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  const existing = Object.keys(policy.roles);
+  const created = Object.keys(deploy?.roles ?? {});
+  for (const name of created) {
+    if (Object.hasOwn(policy.roles, name)) {
+      problems.push({
+        path: ['deploy', 'roles', name],
+        message: `"${name}" is also in policy.roles (an existing role, by ARN); a role is either created by the stack (deploy.roles) or given (policy.roles), not both`,
+      });
+    }
+  }
+  const known = [...new Set([...existing, ...created])].sort();
+  policy.rules.forEach((rule, index) => {
+    if (rule.role === undefined || known.includes(rule.role)) return;
+    problems.push({
+      path: ['policy', 'rules', index, 'role'],
+      message: `rule "${rule.name}" runs as the role "${rule.role}", which is neither in policy.roles nor in deploy.roles (roles: ${quotedList(known)})`,
+    });
+  });
+  return problems;
+}
+
+/** Roles in `policy.roles` or `deploy.roles` that no rule names: harmless, but likely a leftover or a typo (a warning at deploy). */
+export function unusedPolicyRoles(policy: PolicyLike, deploy: DeployConfig | undefined): { field: string; name: string }[] {
+  const used = new Set(policy.rules.map((rule) => rule.role).filter((role) => role !== undefined));
+  return [
+    ...Object.keys(policy.roles).map((name) => ({ field: `policy.roles.${name}`, name })),
+    ...Object.keys(deploy?.roles ?? {}).map((name) => ({ field: `deploy.roles.${name}`, name })),
+  ].filter((role) => !used.has(role.name));
 }

@@ -46,7 +46,13 @@ export function formatPath(path: readonly PropertyKey[]): string {
 
 /** One line per problem, each naming its field. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => `${formatPath(issue.path)}: ${printable(issue.message)}`);
+  return issues.map((issue) => `${formatPath(issue.path)}: ${printable(issueMessage(issue))}`);
+}
+
+/** zod's message, with why a record key (a role or pool name) was refused: zod keeps that nested. */
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code !== 'invalid_key') return issue.message;
+  return `${issue.message}: ${issue.issues.map((nested) => nested.message).join('; ')}`;
 }
 
 export interface ConfigUse {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DeploySchema, deployProblems } from './deploy-schema.js';
+import { DeploySchema, deployProblems, policyRoleProblems } from './deploy-schema.js';
 import { PolicySchema } from './policy-schema.js';
 import { ServiceRoleSchema } from './role-schema.js';
 
@@ -190,6 +190,7 @@ export const ConfigSchema = z
     if (config.deploy !== undefined) {
       for (const problem of deployProblems(config.deploy, config)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
     }
+    for (const problem of policyRoleProblems(config.policy, config.deploy)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
     const seen = new Map<string, number>();
     config.pools.forEach((pool, index) => {
       const previous = seen.get(pool.name);

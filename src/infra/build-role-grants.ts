@@ -1,4 +1,4 @@
-import { DeploySchema, type PolicyStatementConfig, type RolePermissions } from '../config/deploy-schema.js';
+import { DeploySchema, unusedPolicyRoles, type PolicyStatementConfig, type RolePermissions } from '../config/deploy-schema.js';
 import type { Config } from '../config/schema.js';
 
 /**
@@ -101,8 +101,9 @@ const IAM_CAVEAT =
 
 /**
  * One warning per build role whose extra grants would matter: broad grants the config
- * attaches (deploy.buildRole, deploy.pools.*.serviceRole), and every pool that runs as an
- * existing role (pools[].build.serviceRole), whose grants the stack can't see.
+ * attaches (deploy.buildRole, deploy.pools.*.serviceRole, deploy.roles.*), every pool and
+ * policy role that is an existing role (pools[].build.serviceRole, policy.roles.*), whose
+ * grants the stack can't see, and every policy role no rule names.
  */
 export function buildRoleGrantWarnings(config: Config): string[] {
   const deploy = config.deploy ?? DeploySchema.parse({});
@@ -117,6 +118,7 @@ export function buildRoleGrantWarnings(config: Config): string[] {
   };
   warn("the project's build role (deploy.buildRole)", deploy.buildRole);
   for (const [name, pool] of Object.entries(deploy.pools)) warn(`pool "${name}"'s build role (deploy.pools.${name}.serviceRole)`, pool.serviceRole);
+  for (const [name, permissions] of Object.entries(deploy.roles)) warn(`role "${name}" (deploy.roles.${name})`, permissions);
   config.pools.forEach((pool, index) => {
     const existing = pool.build.serviceRole;
     if (existing === undefined) return;
@@ -125,5 +127,14 @@ export function buildRoleGrantWarnings(config: Config): string[] {
         `job code in its builds may use whatever it holds, but ${GUARDS_HOLD}, unless the role can administer IAM (README, "Security")`,
     );
   });
+  for (const [name, existing] of Object.entries(config.policy.roles)) {
+    warnings.push(
+      `role "${name}" is the existing role ${existing.arn} (policy.roles.${name}), whose grants the stack can't see: ` +
+        `job code in builds that rules run as it may use whatever it holds, but ${GUARDS_HOLD}, unless the role can administer IAM (README, "Security")`,
+    );
+  }
+  for (const { field, name } of unusedPolicyRoles(config.policy, config.deploy)) {
+    warnings.push(`${field}: no policy rule runs as role "${name}"; the stack still makes it a build role the listener task may pass to CodeBuild (add a rule naming it, or remove it)`);
+  }
   return warnings;
 }

@@ -96,6 +96,13 @@ function invalid(field: string, message: string): CbactionsError {
   return new CbactionsError(InfraErrorCode.Invalid, `${field}: ${message}`);
 }
 
+/**
+ * How many roles builds may run as. The payload bucket's policy names each in its five Deny
+ * guards (about 490 bytes per role at IAM's longest role names), and S3 refuses a bucket
+ * policy over 20 KB; 35 leaves room for the rest of the policy and a long bucket name.
+ */
+export const MAX_BUILD_ROLES = 35;
+
 /** ARM environments that run container images (Lambda compute has images of its own). */
 const ARM_ENVIRONMENTS = new Set(['ARM_CONTAINER', 'ARM_EC2']);
 
@@ -113,6 +120,11 @@ export class Cbactions extends Construct {
   readonly buildRole: iam.Role;
   /** Build role per pool name (the project's role for pools without their own). */
   readonly poolBuildRoles: ReadonlyMap<string, iam.IRole>;
+  /**
+   * Roles policy rules run builds as, by name: those the stack creates (`deploy.roles`) and
+   * the existing ones it imports by ARN (`policy.roles`).
+   */
+  readonly policyRoles: ReadonlyMap<string, iam.IRole>;
   readonly taskRole: iam.Role;
   readonly cluster: ecs.Cluster;
   readonly service: ecs.FargateService;
@@ -306,6 +318,18 @@ export class Cbactions extends Construct {
 
     const roles = new Map<string, BuildRoleEntry>();
     const poolRoles = new Map<string, iam.IRole>();
+    // An existing role may serve a pool and a policy rule: imported (and given the payload
+    // statements) once.
+    const existingRoles = new Map<string, iam.IRole>();
+    const importExisting = (id: string, arn: string): iam.IRole => {
+      const known = existingRoles.get(arn);
+      if (known !== undefined) return known;
+      // Same account only: the payload statements are attached to that role.
+      const role = iam.Role.fromRoleArn(this, id, arn, { mutable: true });
+      prepareBuildRole(role, { projectRole: false });
+      existingRoles.set(arn, role);
+      return role;
+    };
     config.pools.forEach((pool: Pool, index: number) => {
       const own = deploy.pools[pool.name];
       const existing = pool.build.serviceRole;
@@ -326,9 +350,7 @@ export class Cbactions extends Construct {
               `which payloads are bound to, or drop serviceRole and set deploy.pools.${pool.name}.serviceRole to have the stack create one`,
           );
         }
-        // Same account only: the payload statements are attached to that role.
-        const role = iam.Role.fromRoleArn(this, `PoolRole${pascal(pool.name)}`, existing.arn, { mutable: true });
-        prepareBuildRole(role, { projectRole: false });
+        const role = importExisting(`PoolRole${pascal(pool.name)}`, existing.arn);
         roles.set(pool.name, { role, roleId: existing.roleId });
         poolRoles.set(pool.name, role);
       } else {
@@ -337,6 +359,39 @@ export class Cbactions extends Construct {
       }
     });
     this.poolBuildRoles = poolRoles;
+
+    // ---- Roles for policy rules: the rule's role is the build's serviceRoleOverride, and
+    // payloads are sealed for its sessions, so each gets what every build role gets.
+    const policyRoles = new Map<string, BuildRoleEntry>();
+    for (const [name, permissions] of Object.entries(deploy.roles)) {
+      // The name goes into the construct id as is: ids keep "-", so no two names collide.
+      const role = new iam.Role(this, `PolicyRole-${name}`, {
+        assumedBy: codebuildPrincipal(),
+        description: `cbactions ${deploy.stackName}: builds policy rules run as role ${name}`,
+      });
+      prepareBuildRole(role, { projectRole: false });
+      applyRolePermissions(role, permissions, this, `PolicyRole-${name}`);
+      policyRoles.set(name, { role, roleId: role.roleId });
+    }
+    for (const [name, existing] of Object.entries(config.policy.roles)) {
+      if (existing.roleId === undefined) {
+        throw invalid(
+          `policy.roles.${name}.roleId`,
+          `role "${name}" is the existing role ${existing.arn}; give its unique id (aws iam get-role --role-name NAME --query Role.RoleId), ` +
+            `which payloads are bound to, or move it to deploy.roles.${name} to have the stack create one`,
+        );
+      }
+      policyRoles.set(name, { role: importExisting(`PolicyRole-${name}`, existing.arn), roleId: existing.roleId });
+    }
+    this.policyRoles = new Map([...policyRoles].map(([name, entry]) => [name, entry.role]));
+    const buildRoleCount = new Set([this.buildRole, ...poolRoles.values(), ...this.policyRoles.values()]).size;
+    if (buildRoleCount > MAX_BUILD_ROLES) {
+      throw invalid(
+        'deploy.roles',
+        `builds would run as ${buildRoleCount} roles (the project's, the pools' own, the policy roles), more than the ${MAX_BUILD_ROLES} the payload bucket's policy can name ` +
+          'in its Deny guards (S3 limits a bucket policy to 20 KB): let rules share roles',
+      );
+    }
 
     // ---- The CodeBuild project: one project, pools differ by StartBuild overrides.
     const privileged = config.pools.some((pool) => pool.build.privileged);
@@ -409,8 +464,14 @@ export class Cbactions extends Construct {
     // ---- The runtime config the task runs with.
     const buildRoleValues = new Map<string, { arn: string; roleId: string }>();
     for (const [name, entry] of roles) buildRoleValues.set(name, { arn: entry.role.roleArn, roleId: entry.roleId });
+    const createdPolicyRoles = new Map<string, { arn: string; roleId: string }>();
+    for (const name of Object.keys(deploy.roles)) {
+      const entry = policyRoles.get(name);
+      if (entry !== undefined) createdPolicyRoles.set(name, { arn: entry.role.roleArn, roleId: entry.roleId });
+    }
     this.runtimeConfig = runtimeConfig(config, {
       region: stack.region,
+      policyRoles: createdPolicyRoles,
       payloadKeyArn: this.payloadKey.keyArn,
       payloadBucketName: this.payloadBucket.bucketName,
       projectName: this.project.projectName,
@@ -432,7 +493,9 @@ export class Cbactions extends Construct {
         resources: [this.project.projectArn],
       }),
     );
-    const passable = [...new Set([...poolRoles.values()].map((role) => role.roleArn))];
+    // Exactly the roles a build may run as: StartBuild's serviceRoleOverride needs PassRole.
+    const everyBuildRole = [...poolRoles.values(), ...this.policyRoles.values()];
+    const passable = [...new Set(everyBuildRole.map((role) => role.roleArn))];
     this.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'PassBuildRolesToCodeBuild',
@@ -444,7 +507,7 @@ export class Cbactions extends Construct {
     for (const statement of taskPayloadStatements(this, where)) this.taskRole.addToPrincipalPolicy(statement);
     // Per-build isolation that holds whatever else a build role is granted: Deny guards in
     // the bucket's and the key's own policies (iam.ts), naming every role a build runs as.
-    const buildRoleArns = [...new Set([this.buildRole, ...poolRoles.values()].map((role) => role.roleArn))];
+    const buildRoleArns = [...new Set([this.buildRole, ...everyBuildRole].map((role) => role.roleArn))];
     for (const statement of bucketGuardStatements(where, buildRoleArns)) this.payloadBucket.addToResourcePolicy(statement);
     for (const statement of keyPolicyStatements(this, where, { taskRoleArn: this.taskRole.roleArn, buildRoleArns })) this.payloadKey.addToResourcePolicy(statement);
     this.githubSecret.grantRead(this.taskRole);
@@ -613,6 +676,10 @@ export class Cbactions extends Construct {
     output('ServiceName', this.service.serviceName, 'ECS service running `cbactions mux`');
     output('ProjectName', this.project.projectName, 'CodeBuild project that runs the jobs');
     output('BuildRoleArn', this.buildRole.roleArn, "The project's build role (attach your jobs' permissions with deploy.buildRole)");
+    for (const name of Object.keys(deploy.roles)) {
+      const role = this.policyRoles.get(name);
+      if (role !== undefined) output(`PolicyRoleArn-${name}`, role.roleArn, `Role "${name}" that policy rules run builds as (deploy.roles.${name})`);
+    }
     output('PayloadBucketName', this.payloadBucket.bucketName, 'Sealed job payloads (single use, 1-day expiry)');
     output('PayloadKeyArn', this.payloadKey.keyArn, 'KMS key that seals job payloads');
     output('MuxLogGroup', this.muxLogGroup.logGroupName, 'Logs of the mux, its listeners and workers');

@@ -46,7 +46,7 @@ function buildRoleSuppressions(permissions: RolePermissions | undefined): NagPac
   if (awsManaged.length > 0) {
     suppressions.push({
       id: 'AwsSolutions-IAM4',
-      reason: "Managed policies the operator attached for the jobs' own AWS work (deploy.buildRole / deploy.pools.*.serviceRole.managedPolicyArns).",
+      reason: "Managed policies the operator attached for the jobs' own AWS work (deploy.buildRole / deploy.pools.*.serviceRole / deploy.roles.*: managedPolicyArns).",
       appliesTo: awsManaged.map((arn) => `Policy::${arn.replace(/^arn:aws[a-zA-Z-]*:/, 'arn:<AWS::Partition>:')}`).concat(awsManaged.map((arn) => `Policy::${arn}`)),
     });
   }
@@ -57,7 +57,7 @@ function buildRoleSuppressions(permissions: RolePermissions | undefined): NagPac
   if (wildcards.length > 0) {
     suppressions.push({
       id: 'AwsSolutions-IAM5',
-      reason: "Statements the operator wrote for the jobs' own AWS work (deploy.buildRole / deploy.pools.*.serviceRole.statements); their scope is the operator's call.",
+      reason: "Statements the operator wrote for the jobs' own AWS work (deploy.buildRole / deploy.pools.*.serviceRole / deploy.roles.*: statements); their scope is the operator's call.",
       appliesTo: [...new Set(wildcards)],
     });
   }
@@ -76,6 +76,8 @@ export function suppressJustifiedFindings(_stack: Stack, cbactions: Cbactions): 
     if (role === cbactions.buildRole) continue;
     add(role, buildRoleSuppressions(deploy.pools[name]?.serviceRole));
   }
+  // Roles policy rules run as: created (deploy.roles) or existing ones given payload statements.
+  for (const [name, role] of cbactions.policyRoles) add(role, buildRoleSuppressions(deploy.roles[name]));
 
   add(cbactions.taskRole, [
     {

@@ -13,6 +13,8 @@ export interface DeployedResources {
   projectName: string;
   /** Per pool name: the build role its builds run as (ARN and unique id, AROA…). */
   buildRoles: ReadonlyMap<string, { arn: string; roleId: string }>;
+  /** Per role name: the roles the stack created for policy rules (deploy.roles), ARN and unique id. */
+  policyRoles?: ReadonlyMap<string, { arn: string; roleId: string }>;
   /** Per pool name: an image the stack built for it (ARM pools), pulled with the service role. */
   poolImages: ReadonlyMap<string, string>;
   /** Set when the stack created the GitHub credential secret; the runtime reads it from there. */
@@ -37,6 +39,8 @@ function withSource(auth: GitHubAuth, source: SecretSource): GitHubAuth {
  *   because payloads are addressed to `<roleId>:AWSCodeBuild-<uuid>` (src/seal/identity.ts).
  *   Pools without a role of their own get the project's role: the worker then names it in
  *   `serviceRoleOverride`, which changes nothing but lets it bind payloads to that role;
+ * - `policy.roles`: the roles the stack created for policy rules (`deploy.roles`), with their
+ *   unique ids for the same reason; existing roles stay as the user gave them;
  * - the GitHub credential source, when the stack created the secret.
  */
 export function runtimeConfig(config: Config, resources: DeployedResources): RuntimeConfig {
@@ -47,6 +51,7 @@ export function runtimeConfig(config: Config, resources: DeployedResources): Run
     ...rest,
     github: { ...config.github, auth },
     codebuild: { ...config.codebuild, projectName: resources.projectName, region: resources.region },
+    policy: { ...config.policy, roles: { ...config.policy.roles, ...Object.fromEntries(resources.policyRoles ?? []) } },
     payloads: {
       key: { kms: { keyId: resources.payloadKeyArn } },
       store: { s3: { bucket: resources.payloadBucketName, prefix } },

@@ -34,13 +34,20 @@ function cfnLint(files: string[]): Promise<LintRun> {
   });
 }
 
-/** Everything optional switched on: builds in a VPC, pool roles (own with broad grants, existing), alarms, events. */
+/** Everything optional switched on: builds in a VPC, pool roles (own with broad grants, existing), policy roles (created, existing), alarms, events. */
 const FEATURED = configInput({
   pools: [
     { name: 'default', labels: ['cbactions'], build: { privileged: true } },
     { name: 'arm', labels: ['cbactions-arm'], build: { environmentType: 'ARM_CONTAINER' } },
     { name: 'legacy', labels: ['legacy'], build: { serviceRole: { arn: 'arn:aws:iam::123456789012:role/legacy-builds', roleId: 'AROAEXISTINGROLE1234' } } },
   ],
+  policy: {
+    roles: { 'old-deployer': { arn: 'arn:aws:iam::123456789012:role/old-deployer', roleId: 'AROAEXISTINGPOLICY12' } },
+    rules: [
+      { name: 'site', match: { repository: 'acme/site' }, role: 'site-deployer' },
+      { name: 'old', match: { repository: 'acme/old' }, role: 'old-deployer' },
+    ],
+  },
   deploy: {
     stackName: 'cbactions-test',
     account: '123456789012',
@@ -57,6 +64,7 @@ const FEATURED = configInput({
     alarmEmail: 'ops@example.com',
     buildRole: { statements: [{ actions: ['s3:*', 'kms:*'], resources: ['*'] }] },
     pools: { arm: { serviceRole: { managedPolicyArns: ['arn:aws:iam::aws:policy/AdministratorAccess'] } } },
+    roles: { 'site-deployer': { statements: [{ actions: ['s3:PutObject'], resources: ['arn:aws:s3:::acme-site/*'] }] } },
   },
 });
 

@@ -145,6 +145,34 @@ describe('cbactions deploy / diff / destroy', () => {
     ]);
   });
 
+  it('the dry run warns about an existing policy role and a role no rule runs as; a rule naming no role fails it with exit 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-deploy-'));
+    const valid = parseYaml(
+      renderStarterConfig({ scope: { organization: 'octo' }, auth: { kind: 'pat' }, pools: [{ name: 'default', labels: ['x'] }], projectName: 'cbactions', stackName: 'cbactions' }),
+    ) as Record<string, Record<string, unknown>>;
+    const policy = {
+      roles: { 'old-deployer': { arn: 'arn:aws:iam::123456789012:role/old-deployer', roleId: 'AROAEXISTINGPOLICY12' } },
+      rules: [{ name: 'old', match: { repository: 'acme/old' }, role: 'old-deployer' }],
+    };
+    const config = join(dir, 'roles.yml');
+    writeFileSync(config, JSON.stringify({ ...valid, policy, deploy: { ...valid.deploy, roles: { 'site-deployer': {} } } }));
+    const result = await cbactions(['deploy', '--config', config, '--dry-run', '--output-dir', join(dir, 'out')], { cwd: dir });
+    expect(result.code).toBe(0);
+    const warnings = result.stderr.split('\n').filter((line) => line.startsWith('warning: '));
+    expect(warnings).toEqual([
+      "warning: role \"old-deployer\" is the existing role arn:aws:iam::123456789012:role/old-deployer (policy.roles.old-deployer), whose grants the stack can't see: " +
+        "job code in builds that rules run as it may use whatever it holds, but cbactions' Deny guards in the payload bucket and key policies keep each build to its own payload regardless, " +
+        'unless the role can administer IAM (README, "Security")',
+      'warning: deploy.roles.site-deployer: no policy rule runs as role "site-deployer"; the stack still makes it a build role the listener task may pass to CodeBuild (add a rule naming it, or remove it)',
+    ]);
+
+    const unknown = join(dir, 'unknown-role.yml');
+    writeFileSync(unknown, JSON.stringify({ ...valid, policy: { rules: [{ name: 'site', role: 'site-deployr' }] }, deploy: { ...valid.deploy, roles: { 'site-deployer': {} } } }));
+    const refused = await cbactions(['deploy', '--config', unknown, '--dry-run', '--output-dir', join(dir, 'out-unknown')], { cwd: dir });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('policy.rules[0].role: rule "site" runs as the role "site-deployr", which is neither in policy.roles nor in deploy.roles (roles: "site-deployer")');
+  });
+
   it('without --config or CBACTIONS_CONFIG it says what to pass', async () => {
     const result = await cbactions(['diff']);
     expect(result.code).toBe(2);

@@ -106,6 +106,14 @@ function fakeArn(id: string, type: string | undefined): string {
 }
 
 /**
+ * The unique id (AROA…) `GetAtt X.RoleId` resolves to: the whole logical id, so roles whose
+ * ids share a long prefix (PolicyRole-a, PolicyRole-b) still differ, as real role ids do.
+ */
+export function fakeRoleId(logicalId: string): string {
+  return `AROA${logicalId.toUpperCase().replace(/[^A-Z0-9]/g, '')}`;
+}
+
+/**
  * Resolves the CloudFormation intrinsics a value is built from, with fake values for the
  * template's resources: `Ref X` → `ref-x`, `GetAtt X.RoleId` → `AROA` + X, `GetAtt X.Arn` →
  * an ARN of X's type, pseudo parameters → eu-west-1 / 123456789012.
@@ -127,7 +135,7 @@ export function resolveIntrinsics(value: unknown, json: Json): unknown {
     }
     if ('Fn::GetAtt' in object) {
       const [resource, attribute] = object['Fn::GetAtt'] as [string, string];
-      if (attribute === 'RoleId') return `AROA${resource.toUpperCase().replace(/[^A-Z0-9]/g, '').slice(0, 16)}`;
+      if (attribute === 'RoleId') return fakeRoleId(resource);
       if (attribute === 'Arn') return fakeArn(resource, resources[resource]?.Type as string | undefined);
       return `att-${resource}-${attribute}`;
     }

@@ -70,6 +70,10 @@ interface Build {
 interface Deployment {
   /** Build C's session in each pool that has a role of its own (deploy.pools). */
   poolBuilds: Record<string, Caller>;
+  /** A session of each role policy rules run as (deploy.roles, policy.roles), by role name and build uuid. */
+  policyBuild: (role: string, uuid: string) => Caller;
+  /** Each policy role's ARN, by name. */
+  policyRoleArns: Record<string, string>;
   buildRoleArn: string;
   taskRoleArn: string;
   bucketArn: string;
@@ -83,10 +87,14 @@ interface Deployment {
   taskSessionArn: string;
 }
 
-function deployment(deploy: ConfigInput['deploy'], pools?: ConfigInput['pools']): Deployment {
+function deployment(deploy: ConfigInput['deploy'], pools?: ConfigInput['pools'], policy?: ConfigInput['policy']): Deployment {
   // Prebuilt images: no Docker assets to stage, which keeps the synthesis fast.
-  const input = configInput({ deploy: { images: { listener: 'listener:1', build: 'build:1' }, ...deploy }, ...(pools === undefined ? {} : { pools }) });
-  const { stack, json } = synth(input, { assets: false });
+  const input = configInput({
+    deploy: { images: { listener: 'listener:1', build: 'build:1' }, ...deploy },
+    ...(pools === undefined ? {} : { pools }),
+    ...(policy === undefined ? {} : { policy }),
+  });
+  const { stack, json, config } = synth(input, { assets: false });
   const resolve = <T>(value: unknown) => resolveIntrinsics(value, json) as T;
   const cbactions = stack.cbactions;
   const roleId = logicalId(stack, cbactions.buildRole);
@@ -98,7 +106,8 @@ function deployment(deploy: ConfigInput['deploy'], pools?: ConfigInput['pools'])
     const inline = resourcesOfType(json, 'AWS::IAM::Policy')
       .filter(([, policy]) => JSON.stringify((policy.Properties as Json).Roles).includes(`"${role}"`))
       .map(([, policy]) => resolve<PolicyDocument>((policy.Properties as Json).PolicyDocument));
-    const managedArns = resolve<string[] | undefined>(((json.Resources as Record<string, Json>)[role]?.Properties as Json).ManagedPolicyArns) ?? [];
+    // An existing role (imported by ARN) is no resource of the template: its own policies are unknown here.
+    const managedArns = resolve<string[] | undefined>(((json.Resources as Record<string, Json>)[role]?.Properties as Json | undefined)?.ManagedPolicyArns) ?? [];
     const managed = managedArns.map((arn) => {
       const document = MANAGED_POLICIES[arn];
       if (document === undefined) throw new Error(`no document for the managed policy ${arn} in this test`);
@@ -126,8 +135,26 @@ function deployment(deploy: ConfigInput['deploy'], pools?: ConfigInput['pools'])
       return [name, caller];
     }),
   );
+  // Created roles by logical id; existing ones by the name in their ARN, with the role id the config gives.
+  const policyRoles = Object.fromEntries(
+    [...cbactions.policyRoles.entries()].map(([name, role]) => {
+      const existing = config.policy.roles[name];
+      if (existing === undefined) {
+        const id = logicalId(stack, role);
+        return [name, { name: id, arn: resolve<string>({ 'Fn::GetAtt': [id, 'Arn'] }), roleId: resolve<string>({ 'Fn::GetAtt': [id, 'RoleId'] }) }];
+      }
+      return [name, { name: existing.arn.split('/').pop() ?? '', arn: existing.arn, roleId: existing.roleId ?? '' }];
+    }),
+  );
+  const policyBuild = (roleName: string, uuid: string): Caller => {
+    const role = policyRoles[roleName];
+    if (role === undefined) throw new Error(`no policy role ${roleName}`);
+    return { principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${role.name}/AWSCodeBuild-${uuid}`, principalArn: role.arn, userId: `${role.roleId}:AWSCodeBuild-${uuid}`, policies: identityPolicies(role.name) };
+  };
   return {
     poolBuilds,
+    policyBuild,
+    policyRoleArns: Object.fromEntries(Object.entries(policyRoles).map(([name, role]) => [name, role.arn])),
     buildRoleArn,
     taskRoleArn: resolve<string>({ 'Fn::GetAtt': [taskRoleId, 'Arn'] }),
     bucketArn: resolve<string>({ 'Fn::GetAtt': [bucketId, 'Arn'] }),
@@ -167,7 +194,7 @@ interface Request {
  * so the decision comes from its unvalidated engine, which takes the context as given.
  * Where nothing was dropped, both engines must agree.
  */
-async function evaluate(caller: Caller, request: Request, resourcePolicy: PolicyDocument): Promise<Decision> {
+async function evaluate(caller: Caller, request: Request, resourcePolicy: PolicyDocument | undefined): Promise<Decision> {
   const simulation: Simulation = {
     request: {
       principal: caller.principal,
@@ -178,7 +205,7 @@ async function evaluate(caller: Caller, request: Request, resourcePolicy: Policy
     identityPolicies: caller.policies.map((policy, index) => ({ name: `identity-${index}`, policy })),
     serviceControlPolicies: [],
     resourceControlPolicies: [],
-    resourcePolicy,
+    ...(resourcePolicy === undefined ? {} : { resourcePolicy }),
   };
   const checked = await runSimulation(simulation, {});
   if (checked.resultType === 'error') throw new Error(`iam-simulate refused ${request.action} on ${request.resource}: ${JSON.stringify(checked.errors)}`);
@@ -186,7 +213,10 @@ async function evaluate(caller: Caller, request: Request, resourcePolicy: Policy
   const dropped = checked.result.ignoredContextKeys ?? [];
   expect(dropped.filter((key) => !key.startsWith('kms:EncryptionContext:')), `context keys iam-simulate ignored for ${request.action}`).toEqual([]);
   // The unvalidated engine loads the resource policy without a name unless it comes pre-validated.
-  const decision = runUnsafeSimulation({ ...simulation, resourcePolicy: { __validated: true, policyDocument: resourcePolicy, metadata: { name: 'resource-policy' }, errors: [] } }, {}) as Decision;
+  const decision = runUnsafeSimulation(
+    resourcePolicy === undefined ? simulation : { ...simulation, resourcePolicy: { __validated: true, policyDocument: resourcePolicy, metadata: { name: 'resource-policy' }, errors: [] } },
+    {},
+  ) as Decision;
   if (dropped.length === 0) expect(decision, `both engines on ${request.action} ${request.resource}`).toBe(checked.overallResult);
   return decision;
 }
@@ -406,5 +436,89 @@ describe('a pool with a role of its own (deploy.pools) and AdministratorAccess',
     const ownContext = { 'kms:EncryptionContext:cbactions:userid': poolBuild.userId, 'kms:EncryptionContext:cbactions:build-id': 'cbactions-test:cccccccc-3333-4333-8333-cccccccccccc', 'kms:EncryptionContextKeys': ['cbactions:build-id', 'cbactions:userid'] };
     expect(await evaluate(poolBuild, { action: 'kms:Decrypt', resource: d.keyArn, context: ownContext }, d.keyPolicy)).toBe('Allowed');
     expect(await evaluate(poolBuild, { action: 'kms:Decrypt', resource: d.keyArn, context: s3Context(own) }, d.keyPolicy)).toBe('Allowed');
+  });
+});
+
+describe('roles policy rules run as (deploy.roles, policy.roles): a session of role A never opens a payload sealed for role B', () => {
+  const EXISTING_ARN = `arn:aws:iam::${ACCOUNT}:role/existing-deployer`;
+  const UUID_A = 'dddddddd-4444-4444-8444-dddddddddddd';
+  const UUID_B = 'eeeeeeee-5555-4555-8555-eeeeeeeeeeee';
+  let d: Deployment;
+  beforeAll(() => {
+    // A with AdministratorAccess (the strongest grant a rule's role could get), B with nothing
+    // extra, and an existing role whose own grants the stack can't see.
+    d = deployment({ roles: { 'repo-a': { managedPolicyArns: [ADMINISTRATOR_ACCESS], statements: [] }, 'repo-b': { managedPolicyArns: [], statements: [] } } }, undefined, {
+      roles: { 'existing-deployer': { arn: EXISTING_ARN, roleId: 'AROAEXISTINGDEPLOYER' } },
+      rules: [
+        { name: 'a', match: { repository: 'acme/a' }, role: 'repo-a' },
+        { name: 'b', match: { repository: 'acme/b' }, role: 'repo-b' },
+        { name: 'old', match: { repository: 'acme/old' }, role: 'existing-deployer' },
+      ],
+    });
+  }, 120_000);
+
+  const sealedFor = (caller: Caller) => ({
+    object: `${d.bucketArn}/${PREFIX}${caller.userId}`,
+    context: { 'kms:EncryptionContext:cbactions:userid': caller.userId, 'kms:EncryptionContext:cbactions:build-id': 'cbactions-test:sealed', 'kms:EncryptionContextKeys': ['cbactions:build-id', 'cbactions:userid'] },
+  });
+
+  /** GetObject and DeleteObject on the payload, Decrypt of its data key and of the object through S3. */
+  async function opening(caller: Caller, target: Caller): Promise<Record<string, Decision>> {
+    const sealed = sealedFor(target);
+    return {
+      's3:GetObject': await evaluate(caller, { action: 's3:GetObject', resource: sealed.object }, d.bucketPolicy),
+      's3:DeleteObject': await evaluate(caller, { action: 's3:DeleteObject', resource: sealed.object }, d.bucketPolicy),
+      'kms:Decrypt (data key)': await evaluate(caller, { action: 'kms:Decrypt', resource: d.keyArn, context: sealed.context }, d.keyPolicy),
+      'kms:Decrypt (via S3)': await evaluate(caller, { action: 'kms:Decrypt', resource: d.keyArn, context: s3Context(sealed.object) }, d.keyPolicy),
+    };
+  }
+  const everything = (decision: Decision) => ({ 's3:GetObject': decision, 's3:DeleteObject': decision, 'kms:Decrypt (data key)': decision, 'kms:Decrypt (via S3)': decision });
+
+  it('the roles are distinct build roles, each with its own unique id', () => {
+    const a = d.policyBuild('repo-a', UUID_A);
+    const b = d.policyBuild('repo-b', UUID_B);
+    expect(new Set([a.principalArn, b.principalArn, d.buildRoleArn, EXISTING_ARN]).size).toBe(4);
+    expect(a.userId.split(':')[0]).not.toBe(b.userId.split(':')[0]);
+  });
+
+  it("a session of A (AdministratorAccess) is explicitly denied B's payload and data key, and B is denied A's", async () => {
+    const a = d.policyBuild('repo-a', UUID_A);
+    const b = d.policyBuild('repo-b', UUID_B);
+    expect(await opening(a, b)).toEqual(everything('ExplicitlyDenied'));
+    expect(await opening(b, a)).toEqual(everything('ExplicitlyDenied'));
+  });
+
+  it("a session of A is denied another session of A's payload, and the default role's", async () => {
+    const a = d.policyBuild('repo-a', UUID_A);
+    expect(await opening(a, d.policyBuild('repo-a', UUID_B))).toEqual(everything('ExplicitlyDenied'));
+    const projectBuild: Caller = { principal: d.buildB.sessionArn, principalArn: d.buildRoleArn, userId: d.buildB.userId, policies: d.buildPolicies };
+    expect(await opening(a, projectBuild)).toEqual(everything('ExplicitlyDenied'));
+    expect(await opening(projectBuild, a)).toEqual(everything('ExplicitlyDenied'));
+  });
+
+  it('an existing role, even with AdministratorAccess of its own, is held by the same Deny guards', async () => {
+    const existing = d.policyBuild('existing-deployer', UUID_B);
+    const withAdmin: Caller = { ...existing, policies: [...existing.policies, MANAGED_POLICIES[ADMINISTRATOR_ACCESS]!] };
+    expect(await opening(withAdmin, d.policyBuild('repo-a', UUID_A))).toEqual(everything('ExplicitlyDenied'));
+    expect(await evaluate(withAdmin, { action: 'kms:GenerateDataKey', resource: d.keyArn, context: sealedFor(d.policyBuild('repo-a', UUID_A)).context }, d.keyPolicy)).toBe('ExplicitlyDenied');
+    expect(await evaluate(withAdmin, { action: 's3:PutObject', resource: sealedFor(d.policyBuild('repo-a', UUID_A)).object }, d.bucketPolicy)).toBe('ExplicitlyDenied');
+  });
+
+  it('each opens the payload sealed for its own session (the existing role with the statements the stack attached)', async () => {
+    for (const [role, uuid] of [['repo-a', UUID_A], ['repo-b', UUID_B], ['existing-deployer', UUID_A]] as const) {
+      const own = d.policyBuild(role, uuid);
+      expect(await opening(own, own), role).toEqual(everything('Allowed'));
+    }
+  });
+
+  it('the task role may pass A, B and the existing role to CodeBuild, and nothing else', async () => {
+    const task: Caller = { principal: d.taskSessionArn, principalArn: d.taskRoleArn, userId: 'AROATASK:0123456789abcdef', policies: d.taskPolicies };
+    const pass = (roleArn: string, service = 'codebuild.amazonaws.com') =>
+      evaluate(task, { action: 'iam:PassRole', resource: roleArn, context: { 'iam:PassedToService': service } }, undefined);
+    for (const name of ['repo-a', 'repo-b', 'existing-deployer']) expect(await pass(d.policyRoleArns[name]!), name).toBe('Allowed');
+    expect(await pass(d.buildRoleArn)).toBe('Allowed');
+    expect(await pass(`arn:aws:iam::${ACCOUNT}:role/unrelated`)).toBe('ImplicitlyDenied');
+    expect(await pass(`arn:aws:iam::${ACCOUNT}:role/${d.taskRoleArn.split('/').pop() ?? ''}`)).toBe('ImplicitlyDenied');
+    expect(await pass(d.policyRoleArns['repo-a']!, 'ec2.amazonaws.com')).toBe('ImplicitlyDenied');
   });
 });
