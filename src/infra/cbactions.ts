@@ -571,15 +571,23 @@ export class Cbactions extends Construct {
     // a burst adds as many tasks as the ratio asks for at once; AWS's scale-in alarm waits for
     // 15 low minutes, so a lull does not flap. Scale-in stops only idle tasks: a task with a
     // job holds ECS task scale-in protection (src/mux/task-protection.ts, ProtectOwnTasks).
-    const demand = (metricName: string, statistic: string, dimensions: Record<string, string> = {}) =>
-      new cloudwatch.Metric({
-        namespace: METRICS_NAMESPACE,
-        metricName,
-        dimensionsMap: { [DemandDimension.Project]: this.project.projectName, ...dimensions },
-        statistic,
+    this.listenerUtilization = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: DemandMetric.ListenerUtilization,
+      dimensionsMap: { [DemandDimension.Project]: this.project.projectName },
+      statistic: cloudwatch.Stats.AVERAGE,
+      period: Duration.minutes(1),
+    });
+    // Totals over the tasks for the dashboard: each task's own series (Project, Task) summed,
+    // right whatever mux.demandMetrics.intervalSeconds (a Sum of the service-wide series would
+    // count a task twice a minute at a 30 s interval).
+    const acrossTasks = (metricName: string) =>
+      new cloudwatch.MathExpression({
+        expression: `SUM(SEARCH('{${METRICS_NAMESPACE},${DemandDimension.Project},${DemandDimension.Task}} MetricName="${metricName}" ${DemandDimension.Project}="${this.project.projectName}"', 'Average', 60))`,
+        usingMetrics: {},
+        label: metricName,
         period: Duration.minutes(1),
       });
-    this.listenerUtilization = demand(DemandMetric.ListenerUtilization, cloudwatch.Stats.AVERAGE);
     if (deploy.scaling !== undefined) {
       const scaling = deploy.scaling;
       this.taskScaling = this.service.autoScaleTaskCount({ minCapacity: scaling.minTasks, maxCapacity: scaling.maxTasks });
@@ -623,11 +631,7 @@ export class Cbactions extends Construct {
     widgets.push([
       new cloudwatch.GraphWidget({
         title: 'Listeners across tasks (busy, idle, shortfall)',
-        left: [
-          demand(DemandMetric.BusyListeners, cloudwatch.Stats.SUM),
-          demand(DemandMetric.IdleListeners, cloudwatch.Stats.SUM),
-          demand(DemandMetric.IdleShortfall, cloudwatch.Stats.SUM),
-        ],
+        left: [DemandMetric.BusyListeners, DemandMetric.IdleListeners, DemandMetric.IdleShortfall].map((metricName) => acrossTasks(metricName)),
         width: 12,
       }),
       new cloudwatch.GraphWidget({

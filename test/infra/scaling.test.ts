@@ -91,8 +91,13 @@ describe('deploy.scaling', () => {
 
   it('the dashboard graphs the demand metrics of this deployment', () => {
     const [, dashboard] = onlyResource(scaled.json, 'AWS::CloudWatch::Dashboard');
-    const body = JSON.stringify((dashboard.Properties as Json).DashboardBody);
-    for (const name of [DemandMetric.BusyListeners, DemandMetric.IdleListeners, DemandMetric.IdleShortfall, DemandMetric.ListenerUtilization]) expect(body).toContain(`\\"${name}\\"`);
+    const parts = ((dashboard.Properties as Json).DashboardBody as { 'Fn::Join': [string, unknown[]] })['Fn::Join'][1];
+    const body = parts.map((part) => (typeof part === 'string' ? part : JSON.stringify(part))).join('');
+    // Totals: each task's own series summed (right at any publishing interval).
+    for (const name of [DemandMetric.BusyListeners, DemandMetric.IdleListeners, DemandMetric.IdleShortfall]) {
+      expect(body).toContain(`SUM(SEARCH('{cbactions,Project,Task} MetricName=\\"${name}\\" Project=\\"{"Ref":"${projectId}"}\\"', 'Average', 60))`);
+    }
+    expect(body).toContain(`["cbactions","ListenerUtilization","Project","{"Ref":"${projectId}"}",{"period":60}]`);
   });
 
   it('cdk-nag reports nothing unsuppressed', () => {
