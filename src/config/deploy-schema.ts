@@ -80,6 +80,27 @@ export const AlarmsSchema = z.strictObject({
   periodMinutes: z.number().int().min(1).max(1440).default(5),
 });
 
+/**
+ * ECS service auto scaling of the listener tasks: target tracking on `ListenerUtilization`
+ * (src/mux/demand-metrics.ts), the service-wide average of each task's busiest pool's busy
+ * share of its listener maximum. The target leaves `100 - target` % of every pool's
+ * maximum free for jobs that have not arrived yet.
+ */
+export const ScalingSchema = z
+  .strictObject({
+    /** At least 1: a service at zero tasks publishes no demand, so nothing would scale it out again. */
+    minTasks: z.number().int().min(1).max(100).default(1),
+    maxTasks: z.number().int().min(1).max(100),
+    /** The utilization (%) the policy holds; lower keeps more idle listeners ready. */
+    targetUtilizationPercent: z.number().int().min(10).max(95).default(70),
+    /** After a scale-out, how long before the next one may start (the new tasks' listeners take a minute or two to come up). */
+    scaleOutCooldownSeconds: z.number().int().min(0).max(3600).default(120),
+    /** After a scale-in, how long before the next one. */
+    scaleInCooldownSeconds: z.number().int().min(0).max(3600).default(600),
+  })
+  .refine((scaling) => scaling.maxTasks >= scaling.minTasks, { message: 'must be at least minTasks', path: ['maxTasks'] });
+export type ScalingConfig = z.infer<typeof ScalingSchema>;
+
 export const DeploySchema = z.strictObject({
   /** CloudFormation stack name. */
   stackName: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'letters, digits and "-", starting with a letter').default('cbactions'),
@@ -88,8 +109,10 @@ export const DeploySchema = z.strictObject({
   /** Target region; default: `codebuild.region`, else the CLI's region. */
   region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region such as us-east-1').optional(),
   network: NetworkSchema.optional(),
-  /** Listener tasks; each runs every pool's slots. */
-  tasks: z.number().int().min(1).max(20).default(1),
+  /** A fixed number of listener tasks (default 1); each runs every pool's slots. Leave out with `scaling`. */
+  tasks: z.number().int().min(1).max(20).optional(),
+  /** ECS service auto scaling between `minTasks` and `maxTasks` on the mux's demand signal, instead of a fixed `tasks`. */
+  scaling: ScalingSchema.optional(),
   cpu: z.number().int().default(1024).refine((cpu) => FARGATE_SIZES[cpu] !== undefined, { message: 'expected a Fargate CPU size: 256, 512, 1024, 2048 or 4096' }),
   memoryMiB: z.number().int().default(2048),
   /** CPU architecture of the listener tasks (builds choose theirs per pool). */
@@ -131,9 +154,21 @@ interface PoolLike {
 /** Cross-field problems of `deploy` against the rest of the config; paths are from the top. */
 export function deployProblems(
   deploy: DeployConfig,
-  config: { pools: readonly PoolLike[]; codebuild: { region?: string | undefined } },
+  config: { pools: readonly PoolLike[]; codebuild: { region?: string | undefined }; mux?: { demandMetrics: { publish: 'auto' | 'on' | 'off' } } },
 ): { path: (string | number)[]; message: string }[] {
   const problems: { path: (string | number)[]; message: string }[] = [];
+  if (deploy.scaling !== undefined && deploy.tasks !== undefined) {
+    problems.push({
+      path: ['deploy', 'tasks'],
+      message: `a fixed count conflicts with deploy.scaling (minTasks ${deploy.scaling.minTasks}, maxTasks ${deploy.scaling.maxTasks}): remove deploy.tasks, or deploy.scaling to keep a fixed count`,
+    });
+  }
+  if (deploy.scaling !== undefined && config.mux?.demandMetrics.publish === 'off') {
+    problems.push({
+      path: ['mux', 'demandMetrics', 'publish'],
+      message: 'is "off", but deploy.scaling scales the tasks on the demand metrics the mux publishes: set it to "auto" (on ECS) or "on"',
+    });
+  }
   if (!fargateMemoryAllowed(deploy.cpu, deploy.memoryMiB)) {
     const size = FARGATE_SIZES[deploy.cpu];
     problems.push({
@@ -213,4 +248,9 @@ export function unusedPolicyRoles(policy: PolicyLike, deploy: DeployConfig | und
     ...Object.keys(policy.roles).map((name) => ({ field: `policy.roles.${name}`, name })),
     ...Object.keys(deploy?.roles ?? {}).map((name) => ({ field: `deploy.roles.${name}`, name })),
   ].filter((role) => !used.has(role.name));
+}
+
+/** The fixed desired count of the listener service; undefined when `scaling` sets it. */
+export function fixedTaskCount(deploy: DeployConfig): number | undefined {
+  return deploy.scaling === undefined ? (deploy.tasks ?? 1) : undefined;
 }

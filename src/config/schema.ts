@@ -140,6 +140,16 @@ export const CodeBuildSchema = z.strictObject({
   region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region such as us-east-1').optional(),
 });
 
+export const DemandMetricsSchema = z.strictObject({
+  /**
+   * `auto`: on ECS only (ECS_AGENT_URI set), where the log driver carries the EMF lines to
+   * CloudWatch; elsewhere they would be noise in a local log. `on` / `off`: always / never.
+   */
+  publish: z.enum(['auto', 'on', 'off']).default('auto'),
+  /** Seconds between two publications; at most 60, so every one-minute period the scaling policy reads has a datum of every task. */
+  intervalSeconds: z.number().int().min(10).max(60).default(60),
+});
+
 export const MuxSchema = z.strictObject({
   runnerRoot: z.string().min(1).default('/actions-runner'),
   stateDir: z.string().min(1).default('/var/lib/cbactions'),
@@ -172,6 +182,8 @@ export const MuxSchema = z.strictObject({
   listenerStopTimeoutSeconds: z.number().int().min(1).max(600).default(30),
   /** ECS task scale-in protection while a job runs: requested for this long, renewed before it expires. */
   taskProtectionMinutes: z.number().int().min(1).max(2880).default(60),
+  /** The demand signal (src/mux/demand-metrics.ts): busy/idle listeners and shortfall as CloudWatch metrics, what `deploy.scaling` scales the tasks on. */
+  demandMetrics: DemandMetricsSchema.default(() => DemandMetricsSchema.parse({})),
 });
 
 export const ConfigSchema = z

@@ -16,8 +16,10 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as snsSubscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { DeploySchema, type DeployConfig } from '../config/deploy-schema.js';
+import { DeploySchema, fixedTaskCount, type DeployConfig } from '../config/deploy-schema.js';
 import type { Config, Pool } from '../config/schema.js';
+import { DemandDimension, DemandMetric } from '../mux/demand-metrics.js';
+import { METRICS_NAMESPACE } from '../util/emf.js';
 import { CbactionsError } from '../util/errors.js';
 import { BuildKitAsset } from './build-kit-asset.js';
 import { BUILD_KIT_ENV } from './build-kit.js';
@@ -128,6 +130,10 @@ export class Cbactions extends Construct {
   readonly taskRole: iam.Role;
   readonly cluster: ecs.Cluster;
   readonly service: ecs.FargateService;
+  /** The service's scalable task count (only with `deploy.scaling`). */
+  readonly taskScaling?: ecs.ScalableTaskCount;
+  /** The service-wide demand metric the scaling policy tracks (published by every mux, src/mux/demand-metrics.ts). */
+  readonly listenerUtilization: cloudwatch.Metric;
   readonly taskDefinition: ecs.FargateTaskDefinition;
   readonly container: ecs.ContainerDefinition;
   readonly muxLogGroup: logs.LogGroup;
@@ -222,10 +228,11 @@ export class Cbactions extends Construct {
       const zones = [...new Set(network.subnets.map((subnet) => subnet.availabilityZone))];
       this.vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', { vpcId: network.vpcId, availabilityZones: zones });
       subnets = { subnets: network.subnets.map((subnet, index) => ec2.Subnet.fromSubnetAttributes(this, `Subnet${index}`, subnet)) };
-      if (zones.length < 2 && deploy.tasks > 1) {
+      const mostTasks = deploy.scaling?.maxTasks ?? fixedTaskCount(deploy) ?? 1;
+      if (zones.length < 2 && mostTasks > 1) {
         Annotations.of(this).addWarningV2(
           'cbactions:single-az',
-          `deploy.network.subnets: all subnets are in ${zones[0]}; ${deploy.tasks} tasks can't spread over availability zones`,
+          `deploy.network.subnets: all subnets are in ${zones[0]}; ${mostTasks} tasks can't spread over availability zones`,
         );
       }
     }
@@ -597,7 +604,9 @@ export class Cbactions extends Construct {
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: this.cluster,
       taskDefinition: this.taskDefinition,
-      desiredCount: deploy.tasks,
+      // With deploy.scaling the template leaves the count to Application Auto Scaling: a
+      // DesiredCount here would reset it at every deployment.
+      desiredCount: fixedTaskCount(deploy),
       // On-demand Fargate only (no capacity provider strategy, so no FARGATE_SPOT): a Spot
       // interruption would kill listeners mid-job and lose their jobs' leases.
       // Deployments start the new tasks first (max 200 %) and stop an old task only when
@@ -617,6 +626,41 @@ export class Cbactions extends Construct {
       enableExecuteCommand: false,
       propagateTags: ecs.PropagatedTagSource.SERVICE,
     });
+
+    // ---- Scaling across tasks (deploy.scaling): target tracking on the service-wide
+    // ListenerUtilization, the Average over one minute of every task's busiest pool's busy
+    // share of its maximum. Each mux publishes it without a Task dimension, so all tasks'
+    // data points land in this one metric (src/mux/demand-metrics.ts says why). Proportional:
+    // a burst adds as many tasks as the ratio asks for at once; AWS's scale-in alarm waits for
+    // 15 low minutes, so a lull does not flap. Scale-in stops only idle tasks: a task with a
+    // job holds ECS task scale-in protection (src/mux/task-protection.ts, ProtectOwnTasks).
+    this.listenerUtilization = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: DemandMetric.ListenerUtilization,
+      dimensionsMap: { [DemandDimension.Project]: this.project.projectName },
+      statistic: cloudwatch.Stats.AVERAGE,
+      period: Duration.minutes(1),
+    });
+    // Totals over the tasks for the dashboard: each task's own series (Project, Task) summed,
+    // right whatever mux.demandMetrics.intervalSeconds (a Sum of the service-wide series would
+    // count a task twice a minute at a 30 s interval).
+    const acrossTasks = (metricName: string) =>
+      new cloudwatch.MathExpression({
+        expression: `SUM(SEARCH('{${METRICS_NAMESPACE},${DemandDimension.Project},${DemandDimension.Task}} MetricName="${metricName}" ${DemandDimension.Project}="${this.project.projectName}"', 'Average', 60))`,
+        usingMetrics: {},
+        label: metricName,
+        period: Duration.minutes(1),
+      });
+    if (deploy.scaling !== undefined) {
+      const scaling = deploy.scaling;
+      this.taskScaling = this.service.autoScaleTaskCount({ minCapacity: scaling.minTasks, maxCapacity: scaling.maxTasks });
+      this.taskScaling.scaleToTrackCustomMetric('ListenerUtilizationTracking', {
+        metric: this.listenerUtilization,
+        targetValue: scaling.targetUtilizationPercent,
+        scaleOutCooldown: Duration.seconds(scaling.scaleOutCooldownSeconds),
+        scaleInCooldown: Duration.seconds(scaling.scaleInCooldownSeconds),
+      });
+    }
 
     // ---- Alarms and dashboard.
     if (deploy.alarmEmail !== undefined) {
@@ -647,6 +691,28 @@ export class Cbactions extends Construct {
         new cloudwatch.GraphWidget({ title: 'Build duration', left: [this.project.metricDuration()], width: 8 }),
       ],
     ];
+    widgets.push([
+      new cloudwatch.GraphWidget({
+        title: 'Listeners across tasks (busy, idle, shortfall)',
+        left: [DemandMetric.BusyListeners, DemandMetric.IdleListeners, DemandMetric.IdleShortfall].map((metricName) => acrossTasks(metricName)),
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Listener utilization (%) and running tasks',
+        left: [this.listenerUtilization],
+        right: [
+          new cloudwatch.Metric({
+            namespace: 'ECS/ContainerInsights',
+            metricName: 'RunningTaskCount',
+            dimensionsMap: { ClusterName: this.cluster.clusterName, ServiceName: this.service.serviceName },
+            statistic: cloudwatch.Stats.AVERAGE,
+            period: Duration.minutes(1),
+          }),
+        ],
+        leftYAxis: { min: 0, max: 100 },
+        width: 12,
+      }),
+    ]);
     if (this.eventsQueue !== undefined) {
       widgets.push([
         new cloudwatch.GraphWidget({

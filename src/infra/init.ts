@@ -155,6 +155,7 @@ export function renderStarterConfig(answers: InitAnswers): string {
     `  stackName: ${quote(answers.stackName)}`,
     '  # account: "123456789012"',
     '  tasks: 1                         # listener tasks; each runs every pool\'s slots',
+    '  # scaling: { minTasks: 1, maxTasks: 4 }   # instead of tasks: ECS auto scaling on demand',
     '  # network:                       # default: a new VPC with public subnets, no NAT gateway',
     '  #   vpcId: vpc-0123456789abcdef0',
     '  #   subnets:',

@@ -21,6 +21,7 @@ import { consumeBuildEvents, SqsEventQueue } from '../watcher/build-events.js';
 import { BuildWatcher } from '../watcher/build-watcher.js';
 import { WATCHER_SOCKET_VARIABLE } from '../watcher/protocol.js';
 import { WatcherServer } from '../watcher/watcher-server.js';
+import { capacityFromStatus, DemandMetrics } from './demand-metrics.js';
 import { DISPATCH_SOCKET_NAME, DISPATCH_SOCKET_VARIABLE, DispatchServer } from './dispatch-server.js';
 import { createGitHubClient } from './github-client.js';
 import { muxInstanceId } from './instance-id.js';
@@ -43,6 +44,14 @@ export const MuxEnv = {
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/**
+ * `mux.demandMetrics.publish`: `auto` publishes only on ECS, where the awslogs driver takes
+ * the EMF lines to CloudWatch Logs; in local mode or on a workstation they would be noise.
+ */
+export function demandMetricsEnabled(publish: 'auto' | 'on' | 'off', ecsAgentUri: string | undefined): boolean {
+  return publish === 'on' || (publish === 'auto' && ecsAgentUri !== undefined && ecsAgentUri !== '');
+}
+
 /** After the drain, anything still holding the event loop (keep-alive sockets, SDK timers) gets this long. */
 const EXIT_GRACE_MS = 2_000;
 
@@ -85,6 +94,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
   let server: WatcherServer | undefined;
   let dispatch: DispatchServer | undefined;
   let lock: StateDirLock | undefined;
+  let demand: DemandMetrics | undefined;
   try {
     // Without it a listener outlives a mux that dies hard (SIGKILL) and takes jobs nobody runs.
     const launcherPath = builtPreloadArtifacts().launcherPath;
@@ -166,8 +176,20 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
       void consumeBuildEvents({ queue: new SqsEventQueue(sqs, queueUrl), onBuildEvent: (buildId) => watcher.poke(buildId), logger, signal: background.signal }).finally(() => sqs.destroy());
       logger.info({ event: 'mux.build-events', queueUrl }, 'reading build state changes from SQS');
     }
+    if (demandMetricsEnabled(config.mux.demandMetrics.publish, env[MuxEnv.EcsAgentUri])) {
+      // Fixed slots today (idle target = maximum = slots); the elastic pools' Mux.capacity() takes this place.
+      demand = new DemandMetrics({
+        capacity: () => capacityFromStatus(mux.status()),
+        project: config.codebuild.projectName,
+        task: instance,
+        intervalMs: config.mux.demandMetrics.intervalSeconds * 1000,
+        logger,
+      });
+      demand.start();
+    }
     return await mux.run(options.signal);
   } finally {
+    demand?.stop();
     background.abort();
     // The slots have stopped: the jobs still running end (or lose their build) before the watcher goes.
     await dispatch?.close().catch((error: unknown) => logger.warn({ event: 'dispatch.close-failed', error: describeError(error) }));

@@ -61,8 +61,11 @@ export function emfRecord(metrics: readonly EmfMetric[], dimensions: Readonly<Re
   return record;
 }
 
-/** Writes one EMF record as its own log line (event `metrics.emf`); nothing when there are no metrics. */
-export function publishMetrics(logger: Logger, metrics: readonly EmfMetric[], dimensions: Readonly<Record<string, string>>): void {
+/**
+ * Writes one EMF record as its own log line (event `metrics.emf`); nothing when there are no
+ * metrics. `now` is the datum's time (a caller on an injectable clock passes its own).
+ */
+export function publishMetrics(logger: Logger, metrics: readonly EmfMetric[], dimensions: Readonly<Record<string, string>>, now: number = Date.now()): void {
   if (metrics.length === 0) return;
-  logger.info({ event: 'metrics.emf', ...emfRecord(metrics, dimensions) });
+  logger.info({ event: 'metrics.emf', ...emfRecord(metrics, dimensions, now) });
 }

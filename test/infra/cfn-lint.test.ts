@@ -34,7 +34,7 @@ function cfnLint(files: string[]): Promise<LintRun> {
   });
 }
 
-/** Everything optional switched on: builds in a VPC, pool roles (own with broad grants, existing), policy roles (created, existing), alarms, events. */
+/** Everything optional switched on: builds in a VPC, pool roles (own with broad grants, existing), policy roles (created, existing), alarms, events, task auto scaling. */
 const FEATURED = configInput({
   pools: [
     { name: 'default', labels: ['cbactions'], build: { privileged: true } },
@@ -62,6 +62,7 @@ const FEATURED = configInput({
       codebuild: true,
     },
     alarmEmail: 'ops@example.com',
+    scaling: { minTasks: 2, maxTasks: 6 },
     buildRole: { statements: [{ actions: ['s3:*', 'kms:*'], resources: ['*'] }] },
     pools: { arm: { serviceRole: { managedPolicyArns: ['arn:aws:iam::aws:policy/AdministratorAccess'] } } },
     roles: { 'site-deployer': { statements: [{ actions: ['s3:PutObject'], resources: ['arn:aws:s3:::acme-site/*'] }] } },

@@ -36,6 +36,13 @@ describe('the deploy section is validated with the one schema, naming each field
     [{ buildRole: { statements: [{ actions: ['s3:GetObject'], resources: ['bucket/*'] }] } }, 'deploy.buildRole.statements[0].resources[0]: expected an ARN or "*"'],
     [{ buildRole: { managedPolicyArns: ['ReadOnlyAccess'] } }, 'deploy.buildRole.managedPolicyArns[0]: expected an IAM managed policy ARN'],
     [{ unknownSetting: true }, 'deploy:'],
+    [{ scaling: {} }, 'deploy.scaling.maxTasks:'],
+    [{ scaling: { minTasks: 3, maxTasks: 2 } }, 'deploy.scaling.maxTasks: must be at least minTasks'],
+    [{ scaling: { minTasks: 0, maxTasks: 2 } }, 'deploy.scaling.minTasks:'],
+    [{ scaling: { maxTasks: 2, targetUtilizationPercent: 100 } }, 'deploy.scaling.targetUtilizationPercent:'],
+    [{ scaling: { maxTasks: 2, scaleInCooldownSeconds: -1 } }, 'deploy.scaling.scaleInCooldownSeconds:'],
+    [{ scaling: { maxTasks: 2, unknown: 1 } }, 'deploy.scaling:'],
+    [{ tasks: 2, scaling: { minTasks: 1, maxTasks: 4 } }, 'deploy.tasks: a fixed count conflicts with deploy.scaling (minTasks 1, maxTasks 4)'],
   ])('%j → %s', (deploy, expected) => {
     expect(problems(configInput({ codebuild: { projectName: 'cbactions-test', region: 'us-east-1' }, deploy: deploy as never }))).toContain(expected);
   });
@@ -46,6 +53,17 @@ describe('the deploy section is validated with the one schema, naming each field
       deploy: { pools: { default: { serviceRole: {} } } },
     });
     expect(problems(input)).toContain('deploy.pools.default.serviceRole: pools[0].build.serviceRole already names an existing role');
+  });
+
+  it('scaling needs the demand metrics the mux publishes: publish "off" is an error naming mux.demandMetrics.publish', () => {
+    const input = configInput({ mux: { demandMetrics: { publish: 'off' } }, deploy: { scaling: { maxTasks: 3 } } });
+    expect(problems(input)).toContain('mux.demandMetrics.publish: is "off", but deploy.scaling scales the tasks on the demand metrics');
+    expect(() => parseConfig(configInput({ mux: { demandMetrics: { publish: 'on' } }, deploy: { scaling: { maxTasks: 3 } } }))).not.toThrow();
+  });
+
+  it('mux.demandMetrics.intervalSeconds is at most 60 (the policy reads one-minute periods)', () => {
+    expect(problems(configInput({ mux: { demandMetrics: { intervalSeconds: 120 } } }))).toContain('mux.demandMetrics.intervalSeconds:');
+    expect(parseConfig(configInput()).mux.demandMetrics).toEqual({ publish: 'auto', intervalSeconds: 60 });
   });
 
   it('a config without a deploy section is still valid (defaults apply at synth)', () => {
