@@ -63,8 +63,9 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
       leaseCancelGraceMs: 10_000,
       now: () => clock,
       stopSignal: stop.signal,
-      workerEnv: { ...process.env, ACTIONS_RUNNER_HOOK_JOB_STARTED: undefined },
+      workerEnv: { ...process.env, ACTIONS_RUNNER_HOOK_JOB_STARTED: undefined, ACTIONS_RUNNER_HOOK_JOB_COMPLETED: undefined },
       runnerInstall: { installer: join(PROJECT_ROOT, 'docker', 'install-runner.sh'), checksums: join(dir, 'no-checksums.txt') },
+      cbactionsCommand: [process.execPath, join(PROJECT_ROOT, 'bin', 'cbactions')],
     };
   }
 
