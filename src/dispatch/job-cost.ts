@@ -55,7 +55,8 @@ export interface BuildCost {
 
 export function buildCost(price: PriceFacts, durationMs: number): BuildCost {
   const billed = billedSeconds(price.rule, durationMs);
-  const amount = price.rule === 'fleet' ? 0 : price.perMinute === undefined ? undefined : (price.perMinute * billed) / 60;
+  // Rounded to a billionth: float noise (0.01 × 6 = 0.060000000000000005) is no part of a price.
+  const amount = price.rule === 'fleet' ? 0 : price.perMinute === undefined ? undefined : Math.round(((price.perMinute * billed) / 60) * 1e9) / 1e9;
   return {
     computeType: price.computeType,
     rule: price.rule,
