@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiBuildPhase, LocalBuildRecord } from '../../src/build-service/build-record.js';
 import type { JobTimelineRecord } from '../../src/dispatch/job-timeline.js';
+import { localObjectName } from '../../src/seal/local-payload-store.js';
 import { waitFor } from '../mux/helpers.js';
 import { JOB_PATH_DISPATCHES, startJobPathRig, type JobPathRig } from '../support/job-path.js';
 import { jobMessage } from '../support/runner-root.js';
@@ -11,9 +12,10 @@ import { jobMessage } from '../support/runner-root.js';
  * Every job's timeline and cost, read where a user reads them: the job's own log (the output
  * of the runner's job hooks, which the fake Runner.Worker runs as the real one does), and the
  * mux's `job.timeline` event. Both must agree with the build service's own record of the
- * build (its phases, start and end times, exported variables). The job is held in its build
+ * build (its phases, start and end times, exported variables). Each job is held in its build
  * until the mux has passed CodeBuild's phase waits to the build through the job's lease, so
- * the job-completed hook has them however slow this machine is.
+ * the job-completed hook has them however slow this machine is; a second job's build waits
+ * in QUEUED (one build at a time) until the first one's has ended.
  */
 const SECONDS = String.raw`(\d+\.\d)`;
 
@@ -38,14 +40,39 @@ describe.each(JOB_PATH_DISPATCHES)('job timeline and cost in the job log (dispat
   let rig: JobPathRig;
 
   beforeAll(async () => {
-    rig = await startJobPathRig({ dispatch });
+    // One build at a time: a second job's build waits in CodeBuild's QUEUED phase, as above an account's quota.
+    rig = await startJobPathRig({ dispatch, serviceConfig: { concurrentBuildLimit: 1 } });
   });
   afterAll(async () => {
     await rig?.stop();
   });
 
-  function leaseWithWaits(): string | undefined {
-    return readdirSync(rig.payloadDir).find((name) => name.endsWith('.lease') && readFileSync(join(rig.payloadDir, name), 'utf8').includes('"waits"'));
+  async function buildOf(jobId: string): Promise<LocalBuildRecord | undefined> {
+    return (await rig.service.builds()).find((record) => JSON.stringify(record.request).includes(`"value":"${jobId}"`));
+  }
+
+  /** The mux has told the job's build CodeBuild's waits (the local store's lease file holds them). */
+  async function leaseHasWaits(jobId: string): Promise<boolean> {
+    const build = await buildOf(jobId);
+    if (!build) return false;
+    const path = join(rig.payloadDir, `${localObjectName({ buildId: build.id })}.lease`);
+    return existsSync(path) && readFileSync(path, 'utf8').includes('"waits"');
+  }
+
+  /** Starts a job held in its build (`rendezvous`): `release()` lets it end once its build knows CodeBuild's waits. */
+  function heldJob(jobId: string) {
+    const dir = join(rig.base, `rendezvous-${jobId}`);
+    mkdirSync(dir);
+    const result = rig.runJob({ jobBody: jobMessage({ jobId, action: 'rendezvous', rendezvousDir: dir }) });
+    return {
+      result,
+      running: () => waitFor(`${jobId} to start in its build`, () => existsSync(join(dir, `${jobId}.ready`)), 120_000),
+      release: async () => {
+        await waitFor(`CodeBuild's phase waits in the lease of ${jobId}`, () => leaseHasWaits(jobId), 120_000);
+        writeFileSync(join(dir, 'go'), '');
+        return result;
+      },
+    };
   }
 
   function muxTimeline(jobId: string): JobTimelineRecord {
@@ -63,17 +90,28 @@ describe.each(JOB_PATH_DISPATCHES)('job timeline and cost in the job log (dispat
 
   it('prints the wait and the cost, and they agree with the build service and the mux', { timeout: 180_000 }, async () => {
     const jobId = `job-timeline-${dispatch}`;
-    const rendezvous = join(rig.base, `rendezvous-${dispatch}`);
-    mkdirSync(rendezvous);
-    const running = rig.runJob({ jobBody: jobMessage({ jobId, action: 'rendezvous', rendezvousDir: rendezvous }) });
-    // The job runs (its started hook is done) and the mux has told the build CodeBuild's waits: let it end.
-    await waitFor('the job to start in its build', () => existsSync(join(rendezvous, `${jobId}.ready`)), 120_000);
-    await waitFor("CodeBuild's phase waits in the job's lease", () => leaseWithWaits(), 120_000);
-    writeFileSync(join(rendezvous, 'go'), '');
-    const result = await running;
-    expect(result.exitCode).toBe(100);
+    const job = heldJob(jobId);
+    await job.running();
+    expect((await job.release()).exitCode).toBe(100);
+    await expectTimelineAgrees(jobId);
+  });
 
-    const build = (await rig.service.builds()).find((record) => JSON.stringify(record.request).includes(`"value":"${jobId}"`));
+  it("a build that waited in CodeBuild's queue: the job's log and the mux say how long, as the build service recorded it", { timeout: 240_000 }, async () => {
+    const first = heldJob(`job-first-${dispatch}`);
+    await first.running();
+    const queuedId = `job-queued-${dispatch}`;
+    const queued = heldJob(queuedId);
+    // Its build exists and waits for the first one's to end.
+    await waitFor(`the build of ${queuedId} to be QUEUED`, async () => (await buildOf(queuedId))?.currentPhase === 'QUEUED', 120_000);
+    expect((await first.release()).exitCode).toBe(100);
+    await queued.running();
+    expect((await queued.release()).exitCode).toBe(100);
+    const { queuedSeconds } = await expectTimelineAgrees(queuedId);
+    expect(queuedSeconds).toBeGreaterThan(0);
+  });
+
+  async function expectTimelineAgrees(jobId: string): Promise<{ queuedSeconds: number }> {
+    const build = await buildOf(jobId);
     if (!build) throw new Error(`no build for ${jobId}`);
     const record = await rig.service.waitForBuild(build.id);
     const exported = Object.fromEntries(record.exportedEnvironmentVariables.map(({ name, value }) => [name, value]));
@@ -141,5 +179,6 @@ describe.each(JOB_PATH_DISPATCHES)('job timeline and cost in the job log (dispat
     const billedMinutes = Math.max(1, Math.ceil((endTime - startTime) / 60));
     expect(timeline.cost).toMatchObject({ computeType: record.build.environment.computeType, rule: 'per-minute', region: 'us-east-1', billedSeconds: billedMinutes * 60, currency: 'USD', perMinute: 0.005 });
     expect(timeline.cost?.amount).toBeCloseTo(billedMinutes * 0.005, 9);
-  });
+    return { queuedSeconds: queued };
+  }
 });
