@@ -43,6 +43,16 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('job-hook', { hidden: true })
+    .description("inside a CodeBuild build: the runner's job-completed hook, printing the job's wait and cost lines")
+    .argument('<which>', 'must be "completed"')
+    .argument('<contextFile>', 'the context the entrypoint wrote for the hook')
+    .action(async (which: string, contextFile: string) => {
+      const { runJobHookCommand } = await import('../entrypoint/job-hook.js');
+      process.exitCode = await runJobHookCommand(which, contextFile);
+    });
+
+  program
     .command('build-service')
     .description('a CodeBuild-compatible endpoint that runs builds as local processes (development, tests, local mode)')
     .option('--config <file>', 'build-service configuration file (projects, listen address, state directory)')

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DeploySchema, deployProblems, policyRoleProblems } from './deploy-schema.js';
+import { DEFAULT_PRICE_TABLE, DEFAULT_PRICES_AS_OF } from './pricing-defaults.js';
 import { PolicySchema } from './policy-schema.js';
 import { ServiceRoleSchema } from './role-schema.js';
 
@@ -186,6 +187,25 @@ export const MuxSchema = z.strictObject({
   demandMetrics: DemandMetricsSchema.default(() => DemandMetricsSchema.parse({})),
 });
 
+/**
+ * What a build costs, for the job's log and the cost metrics: per region, per environment type,
+ * per compute type, the price of one build minute. A table given here replaces the defaults
+ * (src/config/pricing-defaults.ts) whole. How a build's minutes are counted is CodeBuild's
+ * billing rule for its compute type (dispatch/job-cost.ts).
+ */
+export const PricingSchema = z.strictObject({
+  currency: z.string().regex(/^[A-Z]{3}$/, 'expected an ISO 4217 currency code such as USD').default('USD'),
+  /** The date the prices were read off the price list, shown beside every price. */
+  asOf: z.string().regex(/^\d{4}-\d\d(-\d\d)?$/, 'expected YYYY-MM or YYYY-MM-DD').default(DEFAULT_PRICES_AS_OF),
+  regions: z
+    .record(
+      z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region such as us-east-1'),
+      z.partialRecord(z.enum(ENVIRONMENT_TYPES), z.partialRecord(z.enum(COMPUTE_TYPES), z.number().min(0).max(1000).describe('price of one build minute'))),
+    )
+    .default(() => structuredClone(DEFAULT_PRICE_TABLE) as Record<string, Partial<Record<(typeof ENVIRONMENT_TYPES)[number], Partial<Record<(typeof COMPUTE_TYPES)[number], number>>>>>),
+});
+export type PricingConfig = z.infer<typeof PricingSchema>;
+
 export const ConfigSchema = z
   .strictObject({
     github: GitHubSchema,
@@ -195,6 +215,8 @@ export const ConfigSchema = z
     mux: MuxSchema.default(() => MuxSchema.parse({})),
     /** Admission policy (src/config/policy-schema.ts): per job, before any build starts, which rule decides its role and settings, or refuses it. */
     policy: PolicySchema.default(() => PolicySchema.parse({})),
+    /** Price table for each job's cost line and the cost metrics. */
+    pricing: PricingSchema.default(() => PricingSchema.parse({})),
     /** Infra-only settings for `cbactions deploy` (src/config/deploy-schema.ts); the runtime ignores them. */
     deploy: DeploySchema.optional(),
   })

@@ -28,6 +28,9 @@ export interface BuildSnapshot {
 export interface BuildPhase {
   type: string;
   status?: string;
+  /** CodeBuild's clock. */
+  startTime?: Date;
+  endTime?: Date;
   contexts: { statusCode?: string; message?: string }[];
 }
 
@@ -96,6 +99,8 @@ export function toSnapshot(build: Build | undefined): BuildSnapshot {
     phases: (build.phases ?? []).map((phase) => ({
       type: String(phase.phaseType ?? 'UNKNOWN'),
       ...(phase.phaseStatus !== undefined ? { status: String(phase.phaseStatus) } : {}),
+      ...(phase.startTime instanceof Date && !Number.isNaN(phase.startTime.getTime()) ? { startTime: phase.startTime } : {}),
+      ...(phase.endTime instanceof Date && !Number.isNaN(phase.endTime.getTime()) ? { endTime: phase.endTime } : {}),
       contexts: (phase.contexts ?? []).map((context) => ({
         ...(context.statusCode !== undefined ? { statusCode: String(context.statusCode) } : {}),
         ...(context.message !== undefined ? { message: String(context.message) } : {}),

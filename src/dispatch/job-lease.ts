@@ -5,7 +5,7 @@
  * ECS task killed, a mux container gone), renewals stop and the entrypoint ends the build
  * once the lease has expired (JOB_LEASE_EXPIRED) instead of running to its timeout.
  */
-import type { PayloadBinding, PayloadStore } from '../seal/types.js';
+import type { JobLogFacts, PayloadBinding, PayloadStore } from '../seal/types.js';
 import { isRetryableAwsError } from '../util/aws-errors.js';
 import { describeError, isCbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -22,6 +22,12 @@ export interface JobLeaseSettings {
 export const DEFAULT_JOB_LEASE: JobLeaseSettings = { renewMs: 60_000, ttlMs: 300_000 };
 
 export interface JobLeaseHandle {
+  /**
+   * Adds facts for the job's own log (CodeBuild's waits, the price) and renews at once, so
+   * the build reads them with its next look at the lease. Never throws: a fact that does not
+   * reach the build only leaves a line less precise.
+   */
+  addFacts(facts: JobLogFacts): Promise<void>;
   /** Stops renewing and removes the lease (the job is over). Never throws. */
   release(): Promise<void>;
 }
@@ -32,6 +38,8 @@ export interface HoldJobLeaseOptions {
   settings: JobLeaseSettings;
   logger: Logger;
   now?: () => number;
+  /** Facts the first lease already carries (the price). */
+  facts?: JobLogFacts;
 }
 
 /** Writes the first lease (retried; throws when it cannot be written) and keeps renewing it. */
@@ -39,7 +47,8 @@ export async function holdJobLease(options: HoldJobLeaseOptions): Promise<JobLea
   const { store, binding, settings, logger } = options;
   const now = options.now ?? Date.now;
   const stop = new AbortController();
-  const renew = () => store.renewLease(binding, { expiresAt: new Date(now() + settings.ttlMs) }, stop.signal);
+  let facts: JobLogFacts | undefined = options.facts;
+  const renew = () => store.renewLease(binding, { expiresAt: new Date(now() + settings.ttlMs), ...(facts ? { facts } : {}) }, stop.signal);
   await withRetries(renew, { maxAttempts: 5, initialMs: 300, maxMs: 5000, isRetryable: (error) => !isCbactionsError(error) || isRetryableAwsError(error) });
   let renewing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
@@ -51,6 +60,16 @@ export async function holdJobLease(options: HoldJobLeaseOptions): Promise<JobLea
   }, settings.renewMs);
   timer.unref();
   return {
+    addFacts: async (more) => {
+      if (stop.signal.aborted) return;
+      facts = { ...facts, ...more };
+      const renewal = withRetries(renew, { maxAttempts: 3, initialMs: 200, maxMs: 1000, isRetryable: (error) => !isCbactionsError(error) || isRetryableAwsError(error), signal: stop.signal });
+      renewing = renewal.catch((error: unknown) => {
+        if (stop.signal.aborted) return;
+        logger.warn({ event: 'worker.lease-facts-failed', buildId: binding.buildId, error: describeError(error) }, 'could not add facts to the job lease');
+      });
+      await renewing;
+    },
     release: async () => {
       clearInterval(timer);
       stop.abort();

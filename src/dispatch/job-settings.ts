@@ -62,5 +62,7 @@ export function jobSettings(config: Config, configPath: string, pool: Pool, env:
     firstMessageTimeoutMs: 30_000,
     lease: leaseSettings(env),
     ...(env[WorkerEnv.MuxInstance] ? { muxInstance: env[WorkerEnv.MuxInstance] } : {}),
+    pricing: config.pricing,
+    ...(config.codebuild.region ? { region: config.codebuild.region } : {}),
   };
 }

@@ -1,4 +1,4 @@
-import type { BuildSettings } from '../config/schema.js';
+import type { BuildSettings, PricingConfig } from '../config/schema.js';
 import { MessageType, messageTypeName, type Frame } from '../protocol/messages.js';
 import { ExitCode, isValidWorkerExitCode, WorkerExitCode } from '../protocol/exit-codes.js';
 import { expectedUserId } from '../seal/identity.js';
@@ -16,6 +16,8 @@ import { readJobIds, type JobIds } from './job-request.js';
 import { DEFAULT_JOB_LEASE, holdJobLease, type JobLeaseHandle, type JobLeaseSettings } from './job-lease.js';
 import type { RunnerFiles } from './runner-files.js';
 import { buildOverrides, idempotencyToken, startBuildWithRetries, StartBuildError } from './start-build.js';
+import { priceFacts, type PriceFacts } from './job-cost.js';
+import { clockOffset, jobTimelineRecord, phaseWaits, type JobTimelineRecord } from './job-timeline.js';
 
 /** Environment variable names the worker sends as StartBuild overrides (references and ids only). */
 export const BuildEnv = {
@@ -32,6 +34,7 @@ export const BuildEnv = {
   MuxInstance: 'CBACTIONS_MUX_INSTANCE',
   ExitCode: 'CBACTIONS_EXIT_CODE',
   Failure: 'CBACTIONS_FAILURE',
+  Timeline: 'CBACTIONS_TIMELINE',
 } as const;
 
 export interface JobSettings {
@@ -51,6 +54,10 @@ export interface JobSettings {
   lease?: JobLeaseSettings;
   /** The mux's CBACTIONS_MUX_INSTANCE, put on the build so a next life (or a person) can find it. */
   muxInstance?: string;
+  /** The price table for the job's cost (config `pricing`). */
+  pricing?: PricingConfig;
+  /** `codebuild.region`; the build's ARN names its region first. */
+  region?: string;
 }
 
 /** Lets the host-wide watcher know which builds this worker owns (so orphans get stopped). */
@@ -70,6 +77,8 @@ export interface JobDependencies {
   tracker?: BuildTracker;
   /** Aborts when the worker process itself is told to stop (SIGTERM): handled like RunnerShutdown. */
   shutdownSignal?: AbortSignal;
+  /** The mux's clock for the job's timeline (tests inject one). */
+  now?: () => number;
 }
 
 export interface JobOutcome {
@@ -77,6 +86,14 @@ export interface JobOutcome {
   failure?: JobFailure;
   jobId: string;
   buildId?: string;
+  /** The job's timeline and cost (logged as `job.timeline`), for every job a build was started for. */
+  timeline?: JobTimelineRecord;
+}
+
+/** The region a build runs in: its ARN says (arn:aws:codebuild:<region>:…), else the config. */
+export function buildRegion(arn: string | undefined, fallback: string | undefined): string | undefined {
+  const fromArn = arn?.split(':')[3];
+  return fromArn && /^[a-z]{2}(-[a-z]+)+-\d$/.test(fromArn) ? fromArn : fallback;
 }
 
 type FollowUp = 'cancel' | 'runner-shutdown' | 'os-shutdown' | 'listener-gone' | 'worker-shutdown';
@@ -149,6 +166,10 @@ async function firstFrame(frames: AsyncIterator<Frame>, timeoutMs: number): Prom
   }
 }
 
+function withClock(clock: ReturnType<typeof clockOffset>): { clock?: NonNullable<ReturnType<typeof clockOffset>> } {
+  return clock ? { clock } : {};
+}
+
 function parseExitCode(value: string | undefined): number | undefined {
   if (value === undefined || !/^\d{1,3}$/.test(value)) return undefined;
   return Number(value);
@@ -161,7 +182,9 @@ function parseExitCode(value: string | undefined): number | undefined {
  */
 export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   const { logger, settings } = deps;
+  const now = deps.now ?? Date.now;
   const frame = await firstFrame(deps.frames, settings.firstMessageTimeoutMs);
+  const assignedAt = now();
   if (frame.type !== MessageType.NewJobRequest || frame.body.length === 0) {
     throw new CbactionsError('PIPE_UNEXPECTED_MESSAGE', `the first message from the listener was ${messageTypeName(frame.type)} with ${frame.body.length} bytes, not a job`);
   }
@@ -229,6 +252,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   // The last look before a build is billed.
   if (followUp !== undefined) return endedWithoutBuild(canceledBeforeBuild(followUp, job.jobId));
   let started: BuildSnapshot;
+  const dispatchedAt = now();
   try {
     started = await startBuildWithRetries(deps.builds, request, { logger, stopRetrying: followUpSeen.signal });
   } catch (error) {
@@ -238,8 +262,11 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
     if (error instanceof StartBuildError) return { exitCode: ExitCode.InfrastructureFailure, failure: error.failure, jobId: job.jobId };
     throw error;
   }
+  const answeredAt = now();
   const buildId = started.id;
   logger.info({ event: 'worker.build-started', jobId: job.jobId, buildId }, 'build started');
+  const region = buildRegion(started.arn, settings.region);
+  const price: PriceFacts | undefined = settings.pricing && region ? priceFacts(settings.pricing, region, settings.build) : undefined;
   await deps.tracker?.track(buildId, { jobId: job.jobId });
 
   const binding: PayloadBinding = { buildId };
@@ -307,7 +334,8 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
     onFollowUp = (kind) => void cancel(kind);
     try {
       // Before the payload: a build that has its job always finds a lease to watch.
-      lease = await holdJobLease({ store: deps.store, binding, settings: settings.lease ?? DEFAULT_JOB_LEASE, logger });
+      // The price rides on the lease from the start: the build prints the job's cost from it.
+      lease = await holdJobLease({ store: deps.store, binding, settings: settings.lease ?? DEFAULT_JOB_LEASE, logger, ...(price ? { facts: { price } } : {}) });
       const sealed = await sealPayload(
         deps.keys,
         {
@@ -322,6 +350,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
             ...(files.runnerName ? { runnerName: files.runnerName } : {}),
             pool: settings.poolName,
           },
+          timeline: { assignedAt, dispatchedAt, start: 'cold' },
         },
         binding,
       );
@@ -335,10 +364,17 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   }
 
   let final: BuildSnapshot;
+  // Only the mux sees CodeBuild's phases: the build learns its queued/provisioning split from the lease.
+  let waitsSent = false;
   try {
     final = await deps.waiter.waitForCompletion(buildId, {
       onUpdate: (snapshot) => {
         latest = snapshot;
+        const waits = waitsSent ? undefined : phaseWaits(snapshot);
+        if (waits && lease) {
+          waitsSent = true;
+          void lease.addFacts({ waits: { submittedMs: waits.submittedMs, queuedMs: waits.queuedMs, provisioningMs: waits.provisioningMs } });
+        }
         logger.info({ event: 'worker.build-update', buildId, status: snapshot.status, phase: snapshot.currentPhase }, 'build update');
       },
     });
@@ -350,16 +386,29 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
     await Promise.allSettled([deps.store.delete(binding), deps.store.clearCancel(binding), lease?.release()]);
   }
   logger.info({ event: 'worker.build-finished', buildId, status: final.status }, 'build finished');
+  const timeline = jobTimelineRecord({
+    pool: settings.poolName,
+    jobId: job.jobId,
+    buildId,
+    mux: { assignedAt, dispatchedAt, start: 'cold' },
+    ...withClock(clockOffset(dispatchedAt, answeredAt, started.startTime?.getTime())),
+    final,
+    exported: final.exported[BuildEnv.Timeline],
+    ...(price ? { price } : {}),
+  });
+  // One event per job with every time and duration (the dashboard's and the metrics' source).
+  logger.info({ event: 'job.timeline', ...timeline }, 'job timeline');
 
-  if (cancelledWhileStarting !== undefined) return canceledBeforeBuild(cancelledWhileStarting, job.jobId, started);
+  if (cancelledWhileStarting !== undefined) return { ...canceledBeforeBuild(cancelledWhileStarting, job.jobId, started), timeline };
   const exitCode = parseExitCode(final.exported[BuildEnv.ExitCode]);
   if (failure === undefined && exitCode !== undefined && isValidWorkerExitCode(exitCode)) {
-    return { exitCode, jobId: job.jobId, buildId };
+    return { exitCode, jobId: job.jobId, buildId, timeline };
   }
   return {
     exitCode: ExitCode.InfrastructureFailure,
     failure: failure ?? explainBuild(final, { stoppedByCbactions }),
     jobId: job.jobId,
     buildId,
+    timeline,
   };
 }

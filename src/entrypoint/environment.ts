@@ -24,8 +24,10 @@ type EntrypointVariable =
   | 'CODEBUILD_BUILD_ID'
   | 'CODEBUILD_BUILD_ARN'
   | 'CODEBUILD_BUILD_IMAGE'
+  | 'CODEBUILD_START_TIME'
   | 'AWS_REGION'
-  | 'ACTIONS_RUNNER_HOOK_JOB_STARTED';
+  | 'ACTIONS_RUNNER_HOOK_JOB_STARTED'
+  | 'ACTIONS_RUNNER_HOOK_JOB_COMPLETED';
 
 /** One line per variable the entrypoint reads, for its `--help` and checked against the README. */
 export const ENTRYPOINT_ENVIRONMENT: Readonly<Record<EntrypointVariable, string>> = {
@@ -44,6 +46,8 @@ export const ENTRYPOINT_ENVIRONMENT: Readonly<Record<EntrypointVariable, string>
   CODEBUILD_BUILD_ID: 'the build id (required; CodeBuild sets it)',
   CODEBUILD_BUILD_ARN: "the build's ARN, for the console link in the job's log (CodeBuild sets it)",
   CODEBUILD_BUILD_IMAGE: "the build image, shown in the job's first log line (CodeBuild sets it)",
+  CODEBUILD_START_TIME: "when CodeBuild accepted the build (epoch ms), for the wait and cost lines in the job's log (CodeBuild sets it)",
   AWS_REGION: 'region of the S3, KMS and STS clients (CodeBuild sets it)',
   ACTIONS_RUNNER_HOOK_JOB_STARTED: "a job-started hook of the image's own, run after cbactions' hook",
+  ACTIONS_RUNNER_HOOK_JOB_COMPLETED: "a job-completed hook of the image's own, run after cbactions' hook (which prints the job's wait and cost)",
 };

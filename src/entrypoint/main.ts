@@ -22,6 +22,11 @@ function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number, max: nu
   return Number(value) * 1000;
 }
 
+/** CODEBUILD_START_TIME is epoch milliseconds; anything else is ignored (it only feeds log lines). */
+function submittedAt(value: string | undefined): { submittedAt?: number } {
+  return value !== undefined && /^\d{13}$/.test(value) ? { submittedAt: Number(value) } : {};
+}
+
 /**
  * The worker bound the payload to `<roleId>:AWSCodeBuild-<uuid>` with the role id it was
  * configured with; if CodeBuild runs this build under another role, say so plainly rather
@@ -44,6 +49,7 @@ export function checkPayloadRole(userId: string, expectedRoleId: string | undefi
  * so the build stays SUCCEEDED and the worker reads the result from exported variables.
  */
 export async function runEntrypointCommand(): Promise<number> {
+  const startedAt = Date.now();
   const env = process.env;
   const logger = createLogger({ name: 'cbactions-entrypoint' });
   const stop = new AbortController();
@@ -97,6 +103,10 @@ export async function runEntrypointCommand(): Promise<number> {
       leaseCancelGraceMs: LEASE_CANCEL_GRACE_MS,
       stopSignal: stop.signal,
       workerEnv: env,
+      startedAt,
+      ...submittedAt(env.CODEBUILD_START_TIME),
+      // The job-completed hook runs this very installation of cbactions, whatever the PATH is then.
+      cbactionsCommand: [process.execPath, join(PACKAGE_ROOT, 'bin', 'cbactions')],
       runnerInstall: {
         installer: env[EntrypointEnv.RunnerInstaller] || join(PACKAGE_ROOT, 'docker', 'install-runner.sh'),
         checksums: env[EntrypointEnv.RunnerChecksums] || join(PACKAGE_ROOT, 'docker', 'runner-checksums.txt'),

@@ -9,7 +9,11 @@ import type { JobPayload, KeyService, PayloadBinding, PayloadStore } from '../se
 import { sleep } from '../util/backoff.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
-import { jobStartedHookScript, type BuildFacts } from './job-started-hook.js';
+import { formatBuildTimeline, type BuildTimeline } from '../dispatch/job-timeline.js';
+import type { JobLogFacts } from '../seal/types.js';
+import { hookContext } from './job-hook.js';
+import { jobStartedLines, type JobLogContext } from './job-log.js';
+import { jobCompletedHookScript, jobStartedHookScript, type BuildFacts } from './job-started-hook.js';
 import { ensureRunnerInstalled } from './runner-install.js';
 
 export interface EntrypointDependencies {
@@ -38,6 +42,12 @@ export interface EntrypointDependencies {
   workerEnv: NodeJS.ProcessEnv;
   /** Installs the runner on images that lack it (docker/install-runner.sh and its checksum file). */
   runnerInstall: { installer: string; checksums: string };
+  /** When `cbactions entrypoint` started (default: when this function was called). */
+  startedAt?: number;
+  /** CODEBUILD_START_TIME: when CodeBuild accepted the build (epoch ms). */
+  submittedAt?: number;
+  /** argv that runs `cbactions` (the job-completed hook calls `cbactions job-hook completed`). */
+  cbactionsCommand: readonly string[];
 }
 
 export type EntrypointResult = { kind: 'exit-code'; exitCode: number } | { kind: 'failure'; code: string; message: string };
@@ -45,7 +55,15 @@ export type EntrypointResult = { kind: 'exit-code'; exitCode: number } | { kind:
 /** The result code of a build whose job holder let its lease expire. */
 export const LEASE_EXPIRED = 'JOB_LEASE_EXPIRED';
 
-export const RESULT_FILES = { exitCode: 'exit-code', failure: 'failure', hook: 'job-started.sh' } as const;
+export const RESULT_FILES = {
+  exitCode: 'exit-code',
+  failure: 'failure',
+  hook: 'job-started.sh',
+  completedHook: 'job-completed.sh',
+  hookContext: 'job-hook.json',
+  /** Exported as CBACTIONS_TIMELINE: the in-build times (dispatch/job-timeline.ts). */
+  timeline: 'timeline',
+} as const;
 
 /** Writes what the buildspec exports: `exit-code` (the real worker's) or `failure` ("CODE: reason"). */
 export async function writeResult(resultDir: string, result: EntrypointResult): Promise<void> {
@@ -67,10 +85,25 @@ async function writeRunnerFiles(runnerRoot: string, payload: JobPayload): Promis
 /**
  * Inside the build: open this build's payload (single use), write `.runner`, run the real
  * `Runner.Worker spawnclient` with a fresh pipe pair as the listener would, relay a
- * cancel, and return the worker's exit code — or why the job could not run.
+ * cancel, and return the worker's exit code — or why the job could not run. Whatever the
+ * outcome, the times it saw go to `<resultDir>/timeline` for the buildspec to export.
  */
 export async function runEntrypoint(deps: EntrypointDependencies): Promise<EntrypointResult> {
+  const now = deps.now ?? Date.now;
+  const timeline: BuildTimeline = { entrypointStartedAt: Math.round(deps.startedAt ?? now()) };
+  try {
+    return await runJobInBuild(deps, timeline);
+  } finally {
+    await mkdir(deps.resultDir, { recursive: true, mode: 0o700 });
+    await writeFile(join(deps.resultDir, RESULT_FILES.timeline), formatBuildTimeline(timeline)).catch((error: unknown) =>
+      deps.logger.warn({ event: 'entrypoint.timeline-failed', error: describeError(error) }, 'could not write the timeline'),
+    );
+  }
+}
+
+async function runJobInBuild(deps: EntrypointDependencies, timeline: BuildTimeline): Promise<EntrypointResult> {
   const { logger } = deps;
+  const clock = deps.now ?? Date.now;
   let payload: JobPayload;
   let binding: PayloadBinding;
   try {
@@ -78,6 +111,7 @@ export async function runEntrypoint(deps: EntrypointDependencies): Promise<Entry
     logger.info({ event: 'entrypoint.payload-wait', buildId: binding.buildId, location: deps.store.describe(binding) }, 'fetching the sealed job');
     const sealed = await deps.store.take(binding, { waitMs: deps.payloadWaitMs, signal: deps.stopSignal });
     payload = await openPayload(deps.keys, sealed, binding);
+    timeline.payloadOpenedAt = Math.round(clock());
   } catch (error) {
     if (deps.stopSignal.aborted) return { kind: 'failure', code: 'JOB_CANCELLED_BEFORE_START', message: 'the build was stopped before the job started' };
     if (isCbactionsError(error)) return { kind: 'failure', code: error.code, message: error.message };
@@ -106,15 +140,30 @@ export async function runEntrypoint(deps: EntrypointDependencies): Promise<Entry
   await writeRunnerFiles(deps.runnerRoot, payload);
   const hookPath = join(deps.resultDir, RESULT_FILES.hook);
   await mkdir(deps.resultDir, { recursive: true, mode: 0o700 });
-  await writeFile(hookPath, jobStartedHookScript(deps.facts, deps.workerEnv.ACTIONS_RUNNER_HOOK_JOB_STARTED));
+  // What the mux has told so far (the price; CodeBuild's waits once it saw them), for the job's log.
+  const facts: JobLogFacts | undefined = await deps.store.readLease(binding, deps.stopSignal).then(
+    (lease) => lease?.facts,
+    () => undefined,
+  );
+  const logContext: JobLogContext = {
+    entrypointStartedAt: timeline.entrypointStartedAt,
+    ...(deps.submittedAt !== undefined ? { submittedAt: deps.submittedAt } : {}),
+    ...(payload.timeline ? { start: payload.timeline.start } : {}),
+  };
+  await writeFile(hookPath, jobStartedHookScript(deps.facts, deps.workerEnv.ACTIONS_RUNNER_HOOK_JOB_STARTED, jobStartedLines(logContext, facts)));
   await chmod(hookPath, 0o755);
+  const contextPath = join(deps.resultDir, RESULT_FILES.hookContext);
+  await writeFile(contextPath, JSON.stringify(hookContext(logContext, binding, facts)), { mode: 0o600 });
+  const completedHookPath = join(deps.resultDir, RESULT_FILES.completedHook);
+  await writeFile(completedHookPath, jobCompletedHookScript(deps.cbactionsCommand, contextPath, deps.workerEnv.ACTIONS_RUNNER_HOOK_JOB_COMPLETED));
+  await chmod(completedHookPath, 0o755);
 
   // A stop that came while the runner was installed: its abort event has fired already, and the
   // listener below would never hear it. From the spawn on, the listener is in place.
   if (deps.stopSignal.aborted) return { kind: 'failure', code: 'JOB_CANCELLED_BEFORE_START', message: 'the build was stopped before the job started' };
 
   const bin = join(deps.runnerRoot, 'bin');
-  const env: NodeJS.ProcessEnv = { ...deps.workerEnv, ACTIONS_RUNNER_HOOK_JOB_STARTED: hookPath };
+  const env: NodeJS.ProcessEnv = { ...deps.workerEnv, ACTIONS_RUNNER_HOOK_JOB_STARTED: hookPath, ACTIONS_RUNNER_HOOK_JOB_COMPLETED: completedHookPath };
   env.GITHUB_ACTIONS ??= 'true';
   env.CI ??= 'true';
   // fds 3 and 4 are socket pairs: the worker side of .NET accepts a FIFO or a socket.
@@ -133,6 +182,7 @@ export async function runEntrypoint(deps: EntrypointDependencies): Promise<Entry
   toWorker.on('error', (error) => logger.warn({ event: 'entrypoint.pipe-error', error: error.message }, 'pipe to Runner.Worker failed'));
   fromWorker.on('error', () => {});
   fromWorker.resume();
+  timeline.workerStartedAt = Math.round(clock());
   logger.info({ event: 'entrypoint.worker-started', pid: child.pid }, 'Runner.Worker started');
 
   toWorker.write(encodeFrame(MessageType.NewJobRequest, payload.jobMessage));
@@ -204,6 +254,7 @@ export async function runEntrypoint(deps: EntrypointDependencies): Promise<Entry
     if (isCbactionsError(error)) return { kind: 'failure', code: error.code, message: error.message };
     throw error;
   }
+  timeline.workerExitedAt = Math.round(clock());
   clearTimeout(killTimer);
   polling.abort();
   toWorker.destroy();

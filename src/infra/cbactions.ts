@@ -728,6 +728,7 @@ export class Cbactions extends Construct {
       listenerRestartThreshold: deploy.alarms.listenerRestarts,
       failedDispatchThreshold: deploy.alarms.failedDispatches,
       period,
+      pools: config.pools.map((pool) => pool.name),
       extraWidgets: widgets,
       dashboardName: `${deploy.stackName}-cbactions`,
     });

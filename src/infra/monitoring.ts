@@ -2,6 +2,8 @@ import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { JobMetricNames } from '../mux/job-metrics.js';
+import { METRICS_NAMESPACE } from '../util/emf.js';
 
 /**
  * Log events the alarms count. The mux logs JSON (pino) to stdout, which the task sends to
@@ -40,6 +42,8 @@ export interface MonitoringProps {
   /** Failed dispatches within `period` that raise the alarm. */
   readonly failedDispatchThreshold: number;
   readonly period: Duration;
+  /** The config's pool names: the start-latency and cost widgets graph each (EMF metrics the mux publishes). */
+  readonly pools?: readonly string[];
   /** More widgets for the dashboard (ECS, CodeBuild, queue metrics). */
   readonly extraWidgets?: cloudwatch.IWidget[][];
   readonly dashboardName?: string;
@@ -106,6 +110,8 @@ export class Monitoring extends Construct {
       new cloudwatch.GraphWidget({ title: 'Failed dispatches (jobs that did not run)', left: [this.metrics.FailedDispatches], width: 8 }),
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 8 }),
     );
+    const pools = props.pools ?? [];
+    if (pools.length > 0) this.dashboard.addWidgets(...jobWidgets(pools, props.period));
     for (const row of props.extraWidgets ?? []) this.dashboard.addWidgets(...row);
     this.dashboard.addWidgets(
       new cloudwatch.LogQueryWidget({
@@ -121,4 +127,29 @@ export class Monitoring extends Construct {
       }),
     );
   }
+}
+
+/** The mux's EMF metrics of one pool (namespace `cbactions`, src/mux/job-metrics.ts). */
+function jobMetric(name: string, dimensions: Record<string, string>, statistic: string, period: Duration, label: string): cloudwatch.Metric {
+  return new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: dimensions, statistic, period, label });
+}
+
+/**
+ * Start latency (job assigned → Runner.Worker started) p50 and p95 per pool, cold and warm
+ * starts apart, and what the pools' builds and standby builds cost at list price.
+ */
+export function jobWidgets(pools: readonly string[], period: Duration): cloudwatch.IWidget[] {
+  const latency = pools.flatMap((pool) =>
+    (['cold', 'warm'] as const).flatMap((start) =>
+      (['p50', 'p95'] as const).map((statistic) => jobMetric(JobMetricNames.StartLatency, { Pool: pool, Start: start }, statistic, period, `${pool} ${start} ${statistic}`)),
+    ),
+  );
+  const cost = pools.flatMap((pool) => [
+    jobMetric(JobMetricNames.JobCost, { Pool: pool }, cloudwatch.Stats.SUM, period, `${pool} jobs`),
+    jobMetric(JobMetricNames.StandbyCost, { Pool: pool }, cloudwatch.Stats.SUM, period, `${pool} standby`),
+  ]);
+  return [
+    new cloudwatch.GraphWidget({ title: 'Job start latency p50/p95 (s): assigned to Runner.Worker started', left: latency, width: 12, leftYAxis: { min: 0, label: 'seconds', showUnits: false } }),
+    new cloudwatch.GraphWidget({ title: 'Build cost at list price (config pricing)', left: cost, width: 12, stacked: true, leftYAxis: { min: 0, showUnits: false } }),
+  ];
 }

@@ -16,6 +16,7 @@ import { formatFailure } from '../dispatch/failure.js';
 import { reportError, reportOutcome, type JobReport } from '../dispatch/job-report.js';
 import { jobSettings } from '../dispatch/job-settings.js';
 import { runJob } from '../dispatch/run-job.js';
+import type { JobTimelineRecord } from '../dispatch/job-timeline.js';
 import { readRunnerFiles } from '../dispatch/runner-files.js';
 import {
   decodeHello,
@@ -66,7 +67,7 @@ export interface DispatchSlot {
 export type DispatchEvent =
   | { kind: 'tracked'; buildId: string; slot: string; jobId: string }
   /** The job is over; `stopped === false` only for an orphan whose StopBuild failed (keep it journaled). */
-  | { kind: 'done'; buildId?: string; slot: string; jobId?: string; exitCode: number; failureCode?: string; orphan?: { stopped: boolean } };
+  | { kind: 'done'; buildId?: string; slot: string; jobId?: string; exitCode: number; failureCode?: string; orphan?: { stopped: boolean }; timeline?: JobTimelineRecord };
 
 export interface DispatchServerOptions {
   socketPath: string;
@@ -358,6 +359,7 @@ export class DispatchServer {
     };
     job.setOnLost(stopOrphan);
     let report: JobReport;
+    let timeline: JobTimelineRecord | undefined;
     try {
       const settings = jobSettings(config, configPath, job.pool, job.env);
       const { keys, store } = await this.options.payloads();
@@ -381,6 +383,7 @@ export class DispatchServer {
         settings,
       });
       jobId = outcome.jobId;
+      timeline = outcome.timeline;
       report = reportOutcome(outcome);
     } catch (error) {
       report = reportError(error);
@@ -401,6 +404,7 @@ export class DispatchServer {
       ...(jobId ? { jobId } : {}),
       ...(report.failureCode ? { failureCode: report.failureCode } : {}),
       ...(stopped !== undefined ? { orphan: { stopped } } : {}),
+      ...(timeline ? { timeline } : {}),
     });
     job.finish(report);
   }

@@ -163,6 +163,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
             mux.setSlotBuild(event.slot, event.buildId);
             return;
           }
+          if (event.timeline) mux.jobMetrics.recordJob(event.timeline);
           // An orphan that could not be stopped stays journaled: the next life tries again.
           if (event.buildId && event.orphan?.stopped !== false) mux.forgetBuild(event.buildId);
         },

@@ -1,5 +1,5 @@
 /** Prometheus metrics of the mux, in a registry of its own (served at `/metrics`). */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { SLOT_STATES, type SlotState } from './status-model.js';
 
 export class MuxMetrics {
@@ -10,6 +10,12 @@ export class MuxMetrics {
   readonly listenerRestarts: Counter<'pool' | 'exit_code'>;
   readonly poolStopped: Gauge<'pool'>;
   readonly taskProtection: Gauge;
+  readonly jobStartLatency: Histogram<'pool' | 'start'>;
+  readonly jobCodeBuildWait: Histogram<'pool' | 'start'>;
+  readonly jobCost: Counter<'pool' | 'currency'>;
+  readonly jobBilledSeconds: Counter<'pool'>;
+  readonly standbyCost: Counter<'pool' | 'currency'>;
+  readonly standbyBilledSeconds: Counter<'pool'>;
 
   /** `slotStates` is read at every scrape, so the gauge is never stale. */
   constructor(slotStates: () => { pool: string; state: SlotState }[]) {
@@ -46,5 +52,25 @@ export class MuxMetrics {
     });
     this.poolStopped = new Gauge({ name: 'cbactions_mux_pool_stopped', help: '1 when a pool was stopped because a person must act (self-update attempt, deprecated runner version)', labelNames: ['pool'] as const, registers });
     this.taskProtection = new Gauge({ name: 'cbactions_mux_task_protection_enabled', help: '1 while ECS task scale-in protection is held', registers });
+    // From a warm start's fraction of a second to a cold start's minutes in the queue.
+    const startBuckets = [0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 120, 300, 600];
+    this.jobStartLatency = new Histogram({
+      name: 'cbactions_job_start_latency_seconds',
+      help: 'Job assigned (NewJobRequest read) to Runner.Worker started in its build, by pool and start (warm: a standby build; cold: a new build)',
+      labelNames: ['pool', 'start'] as const,
+      buckets: startBuckets,
+      registers,
+    });
+    this.jobCodeBuildWait = new Histogram({
+      name: 'cbactions_job_codebuild_wait_seconds',
+      help: "CodeBuild's own SUBMITTED + QUEUED + PROVISIONING time of the job's build, by pool and start",
+      labelNames: ['pool', 'start'] as const,
+      buckets: startBuckets,
+      registers,
+    });
+    this.jobCost = new Counter({ name: 'cbactions_job_cost_total', help: "List-price cost of jobs' builds under CodeBuild's billing rule (config pricing), by pool", labelNames: ['pool', 'currency'] as const, registers });
+    this.jobBilledSeconds = new Counter({ name: 'cbactions_job_billed_seconds_total', help: "Billed build time of jobs' builds, by pool", labelNames: ['pool'] as const, registers });
+    this.standbyCost = new Counter({ name: 'cbactions_standby_cost_total', help: 'List-price cost of standby builds that ended without a job, by pool', labelNames: ['pool', 'currency'] as const, registers });
+    this.standbyBilledSeconds = new Counter({ name: 'cbactions_standby_billed_seconds_total', help: 'Billed build time of standby builds that ended without a job, by pool', labelNames: ['pool'] as const, registers });
   }
 }

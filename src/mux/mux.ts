@@ -13,6 +13,7 @@ import type { Logger } from '../util/logger.js';
 import type { CodeBuildApi } from '../dispatch/codebuild-api.js';
 import { chooseIsolation, IsolationErrorCode, type IsolationChoice } from './isolation.js';
 import { MuxMetrics } from './metrics.js';
+import { JobMetrics } from './job-metrics.js';
 import { isOwnRunnerName } from './naming.js';
 import { cleanPreviousLife, type MuxJournal, type PreviousJournal } from './previous-life.js';
 import type { RegisteredRunner, RunnerGroup, RunnerRegistry } from './runner-registry.js';
@@ -100,6 +101,8 @@ interface PoolRuntime {
 
 export class Mux {
   readonly metrics: MuxMetrics;
+  /** Start latency and cost per job and per standby build (`/metrics` and CloudWatch). */
+  readonly jobMetrics: JobMetrics;
   #pools: PoolRuntime[] = [];
   #slots: Slot[] = [];
   #isolation: IsolationChoice | undefined;
@@ -114,6 +117,7 @@ export class Mux {
   constructor(private readonly deps: MuxDependencies) {
     this.#log = deps.logger;
     this.metrics = new MuxMetrics(() => this.#slots.map((slot) => ({ pool: slot.pool, state: slot.state })));
+    this.jobMetrics = new JobMetrics(this.metrics, deps.logger, deps.config.pricing);
     this.#protection = new TaskProtection({
       agentUri: deps.ecsAgentUri,
       expiresInMinutes: deps.config.mux.taskProtectionMinutes,

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { CbactionsError, isCbactionsError } from '../util/errors.js';
 import { contextsEqual, describeContext, encryptionContextFor, sortedEntries } from './context.js';
 import { SealErrorCode } from './errors.js';
-import type { EncryptionContext, JobPayload, KeyService, PayloadBinding, PayloadIds } from './types.js';
+import type { EncryptionContext, JobPayload, KeyService, MuxTimeline, PayloadBinding, PayloadIds } from './types.js';
 
 export { ContextKey, encryptionContextFor } from './context.js';
 export { SealErrorCode } from './errors.js';
@@ -32,7 +32,7 @@ export { SealErrorCode } from './errors.js';
  * Plaintext: fields of u8 tag | u32 length | bytes, in any order, each at most once:
  *   1 job message (raw bytes, exactly as received: UTF-16LE, never re-encoded)
  *   2 .runner file   3 .credentials file (optional)   4 runner version (UTF-8, optional)
- *   5 ids (UTF-8 JSON object of strings)
+ *   5 ids (UTF-8 JSON object of strings)   6 mux timeline (UTF-8 JSON, optional)
  * Readers skip tags they don't know; a change old readers must not skip bumps the version.
  */
 
@@ -54,6 +54,7 @@ const Field = {
   CredentialsFile: 3,
   RunnerVersion: 4,
   Ids: 5,
+  Timeline: 6,
 } as const;
 
 export interface EnvelopeHeader {
@@ -161,6 +162,10 @@ function plaintextParts(payload: JobPayload): Buffer[] {
   if (payload.credentialsFile !== undefined) fields.push([Field.CredentialsFile, payload.credentialsFile]);
   if (payload.runnerVersion !== undefined) fields.push([Field.RunnerVersion, Buffer.from(payload.runnerVersion, 'utf8')]);
   fields.push([Field.Ids, idsJson(payload.ids)]);
+  if (payload.timeline !== undefined) {
+    const { assignedAt, dispatchedAt, start } = payload.timeline;
+    fields.push([Field.Timeline, Buffer.from(JSON.stringify({ assignedAt, dispatchedAt, start }), 'utf8')]);
+  }
   return fields.flatMap(([tag, bytes]) => [fieldHeader(tag, bytes.length), bytes]);
 }
 
@@ -365,6 +370,21 @@ function parseIds(bytes: Buffer): PayloadIds {
   return ids as PayloadIds;
 }
 
+function parseTimeline(bytes: Buffer): MuxTimeline {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw malformed('the timeline is not JSON');
+  }
+  const record = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  const { assignedAt, dispatchedAt, start } = record;
+  if (typeof assignedAt !== 'number' || !Number.isFinite(assignedAt) || typeof dispatchedAt !== 'number' || !Number.isFinite(dispatchedAt) || (start !== 'warm' && start !== 'cold')) {
+    throw malformed('the timeline is not {assignedAt, dispatchedAt, start}');
+  }
+  return { assignedAt, dispatchedAt, start };
+}
+
 function parsePlaintext(plaintext: Buffer): JobPayload {
   const fields = new Map<number, Buffer>();
   let offset = 0;
@@ -389,6 +409,8 @@ function parsePlaintext(plaintext: Buffer): JobPayload {
   if (credentialsFile !== undefined) payload.credentialsFile = credentialsFile;
   const runnerVersion = fields.get(Field.RunnerVersion);
   if (runnerVersion !== undefined) payload.runnerVersion = runnerVersion.toString('utf8');
+  const timeline = fields.get(Field.Timeline);
+  if (timeline !== undefined) payload.timeline = parseTimeline(timeline);
   return payload;
 }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { sleep } from '../util/backoff.js';
 import { CbactionsError } from '../util/errors.js';
 import { SealErrorCode } from './errors.js';
-import { formatLease, parseLease } from './lease.js';
+import { formatLeaseFile, parseLeaseFile } from './lease.js';
 import type { JobLease, PayloadBinding, PayloadStore, TakeOptions } from './types.js';
 
 export interface LocalPayloadStoreOptions {
@@ -124,7 +124,7 @@ export class LocalPayloadStore implements PayloadStore {
 
   async renewLease(binding: PayloadBinding, lease: JobLease, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    await this.#writeAtomically(this.#path(binding, '.lease'), Buffer.from(formatLease(lease), 'utf8'));
+    await this.#writeAtomically(this.#path(binding, '.lease'), Buffer.from(formatLeaseFile(lease), 'utf8'));
   }
 
   async readLease(binding: PayloadBinding, signal?: AbortSignal): Promise<JobLease | undefined> {
@@ -137,7 +137,7 @@ export class LocalPayloadStore implements PayloadStore {
       if (errno(error) === 'ENOENT') return undefined;
       throw this.#ioError('read', path, error);
     }
-    return parseLease(text, path);
+    return parseLeaseFile(text, path);
   }
 
   async releaseLease(binding: PayloadBinding, signal?: AbortSignal): Promise<void> {

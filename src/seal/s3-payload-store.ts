@@ -3,7 +3,7 @@ import { sleep } from '../util/backoff.js';
 import { CbactionsError } from '../util/errors.js';
 import { awsErrorName, awsHttpStatus, throwIfAborted, wrapAwsError } from '../util/aws-errors.js';
 import { SealErrorCode } from './errors.js';
-import { formatLease, parseLease } from './lease.js';
+import { formatLease, formatLeaseFacts, parseLease } from './lease.js';
 import type { JobLease, PayloadBinding, PayloadStore, TakeOptions } from './types.js';
 
 export interface S3PayloadStoreOptions {
@@ -25,6 +25,8 @@ const LEASE_SUFFIX = '.lease';
  * bucket encrypts objects with SSE-KMS (HeadObject does not decrypt).
  */
 const LEASE_METADATA = 'cbactions-lease-expires';
+/** The facts for the job's log (JSON, ASCII only), beside the time in the same HeadObject. */
+const LEASE_FACTS_METADATA = 'cbactions-lease-facts';
 
 /**
  * Payloads in S3 at `<prefix><aws:userid>`, so an IAM statement on
@@ -135,7 +137,10 @@ export class S3PayloadStore implements PayloadStore {
   }
 
   async renewLease(binding: PayloadBinding, lease: JobLease, signal?: AbortSignal): Promise<void> {
-    await this.#put(this.objectKey(binding) + LEASE_SUFFIX, Buffer.alloc(0), signal, { [LEASE_METADATA]: formatLease(lease) });
+    await this.#put(this.objectKey(binding) + LEASE_SUFFIX, Buffer.alloc(0), signal, {
+      [LEASE_METADATA]: formatLease(lease),
+      ...(lease.facts ? { [LEASE_FACTS_METADATA]: formatLeaseFacts(lease.facts) } : {}),
+    });
   }
 
   async readLease(binding: PayloadBinding, signal?: AbortSignal): Promise<JobLease | undefined> {
@@ -147,7 +152,7 @@ export class S3PayloadStore implements PayloadStore {
       if (this.#isMissing(error) || this.#isDeniedAsMissing(error)) return undefined;
       throw this.#wrap('HeadObject', key, error, signal);
     }
-    return parseLease(metadata?.[LEASE_METADATA] ?? '', `s3://${this.bucket}/${key}`);
+    return parseLease(metadata?.[LEASE_METADATA] ?? '', `s3://${this.bucket}/${key}`, metadata?.[LEASE_FACTS_METADATA]);
   }
 
   async releaseLease(binding: PayloadBinding, signal?: AbortSignal): Promise<void> {

@@ -73,6 +73,19 @@ export interface PayloadStore {
 /** Until when the holder of a job vouches for it. Not secret: a time only. */
 export interface JobLease {
   expiresAt: Date;
+  /** What the holder learned for the job's own log (CodeBuild's phase waits, the price); see dispatch/job-log-facts.ts. */
+  facts?: JobLogFacts;
+}
+
+/**
+ * What the mux tells the build for the lines it prints in the job's log: only the mux sees
+ * CodeBuild's phases (BatchGetBuilds), and only its config holds the price table. Not secret.
+ */
+export interface JobLogFacts {
+  /** CodeBuild's own phase durations (ms) before the build ran a command. */
+  waits?: { submittedMs: number; queuedMs: number; provisioningMs: number };
+  /** How this build is billed. */
+  price?: { computeType: string; rule: 'per-minute' | 'per-second' | 'fleet'; region: string; perMinute?: number; currency: string; asOf: string };
 }
 
 /** What travels to the build. Never the runner's RSA key (`.credentials_rsaparams`). */
@@ -86,6 +99,17 @@ export interface JobPayload {
   /** actions/runner version the listener runs (the build installs it when missing). */
   runnerVersion?: string;
   ids: PayloadIds;
+  /** When the mux took the job and handed it to this build (mux clock): the job's timeline starts here. */
+  timeline?: MuxTimeline;
+}
+
+/** Times the mux knows before the build has the job, epoch ms on the mux's clock. Not secret. */
+export interface MuxTimeline {
+  /** The NewJobRequest was read from the listener. */
+  assignedAt: number;
+  /** StartBuild was sent (cold), or a ready standby build was claimed (warm). */
+  dispatchedAt: number;
+  start: 'warm' | 'cold';
 }
 
 export interface PayloadIds {

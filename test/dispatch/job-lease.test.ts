@@ -73,6 +73,23 @@ describe('holdJobLease', () => {
 });
 
 describe('leaseSettings (worker environment)', () => {
+  it("carries the facts for the job's log: the first ones from the start, more added at once and kept by later renewals", async () => {
+    const { store, renewals, renewedTimes } = recordingStore();
+    const binding = { buildId: 'cbactions:lease-facts' };
+    const price = { computeType: 'BUILD_GENERAL1_SMALL', rule: 'per-minute' as const, region: 'us-east-1', perMinute: 0.005, currency: 'USD', asOf: '2026-05' };
+    const waits = { submittedMs: 1, queuedMs: 2, provisioningMs: 3 };
+    // Renewals far apart: only addFacts renews now.
+    const handle = await holdJobLease({ store, binding, settings: { renewMs: 3_600_000, ttlMs: 7_200_000 }, logger: silent, facts: { price } });
+    expect((await store.readLease(binding))?.facts).toEqual({ price });
+    await handle.addFacts({ waits });
+    expect(renewals).toHaveLength(2);
+    expect((await store.readLease(binding))?.facts).toEqual({ price, waits });
+    await handle.release();
+    await handle.addFacts({ waits });
+    expect(await store.readLease(binding)).toBeUndefined();
+    await renewedTimes(2);
+  });
+
   it('defaults to renew every 60 s, valid 300 s; seconds from the environment; refuses nonsense naming the variable', () => {
     expect(leaseSettings({})).toEqual({ renewMs: 60_000, ttlMs: 300_000 });
     expect(leaseSettings({ CBACTIONS_LEASE_RENEW_SECONDS: '1', CBACTIONS_LEASE_TTL_SECONDS: '3' })).toEqual({ renewMs: 1000, ttlMs: 3000 });

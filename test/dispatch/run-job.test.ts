@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BuildSettingsSchema } from '../../src/config/schema.js';
+import { BuildSettingsSchema, PricingSchema } from '../../src/config/schema.js';
 import { MessageType, type Frame } from '../../src/protocol/messages.js';
 import { openPayload } from '../../src/seal/envelope.js';
 import { LocalKeyService } from '../../src/seal/local-key-service.js';
@@ -224,6 +224,59 @@ describe('runJob (worker orchestration against in-memory CodeBuild)', () => {
     expect(request.privileged).toBe(true);
     expect(Object.keys(request.environmentVariables).sort()).toEqual(['CBACTIONS_COMPUTE_TYPE', 'CBACTIONS_ENVIRONMENT_TYPE', 'CBACTIONS_JOB_ID', 'CBACTIONS_PAYLOAD_KEY', 'CBACTIONS_PAYLOAD_STORE', 'CBACTIONS_POOL']);
     expect(readdirSync(join(dir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);
+  });
+
+  it("passes CodeBuild's waits and the price to the build through the lease, and logs the job's timeline once", async () => {
+    const T = 1_800_000_000_000;
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    let opened: { timeline?: unknown } | undefined;
+    let leaseFacts: JobLease['facts'];
+    const at = (ms: number) => new Date(T + ms);
+    builds.onStart = (build) => {
+      void (async () => {
+        // CodeBuild: accepted at T (inside the StartBuild round trip), 1 s submitted, 2 s queued, 3 s provisioning.
+        builds.update(build.id, {
+          startTime: at(0),
+          currentPhase: 'BUILD',
+          phases: [
+            { type: 'SUBMITTED', status: 'SUCCEEDED', startTime: at(0), endTime: at(1000), contexts: [] },
+            { type: 'QUEUED', status: 'SUCCEEDED', startTime: at(1000), endTime: at(3000), contexts: [] },
+            { type: 'PROVISIONING', status: 'SUCCEEDED', startTime: at(3000), endTime: at(6000), contexts: [] },
+            { type: 'BUILD', status: 'IN_PROGRESS', startTime: at(6000), contexts: [] },
+          ],
+        });
+        const binding = { buildId: build.id };
+        opened = await openPayload(keys, await store.take(binding, { waitMs: 30_000 }), binding);
+        // The mux saw PROVISIONING end: the waits reach the build with the lease.
+        while (!leaseFacts?.waits) {
+          leaseFacts = (await store.readLease(binding))?.facts;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        const exportedTimeline = JSON.stringify({ entrypointStartedAt: T + 7000, payloadOpenedAt: T + 7500, workerStartedAt: T + 8000, workerExitedAt: T + 60_000 });
+        builds.finish(build.id, { endTime: at(90_000), exported: { CBACTIONS_EXIT_CODE: '100', CBACTIONS_TIMELINE: exportedTimeline } });
+      })();
+    };
+    const base = deps(listenerPipe(jobMessage()), { pricing: PricingSchema.parse({}) });
+    const outcome = await runJob({ ...base, logger, now: () => T });
+    expect(outcome.exitCode).toBe(100);
+    expect(opened?.timeline).toEqual({ assignedAt: T, dispatchedAt: T, start: 'cold' });
+    expect(leaseFacts).toEqual({
+      price: { computeType: 'BUILD_GENERAL1_LARGE', rule: 'per-minute', region: 'us-east-1', perMinute: 0.02, currency: 'USD', asOf: '2026-05' },
+      waits: { submittedMs: 1000, queuedMs: 2000, provisioningMs: 3000 },
+    });
+    expect(outcome.timeline).toMatchObject({
+      pool: 'default',
+      start: 'cold',
+      times: { assignedAt: T, dispatchedAt: T, submittedAt: T, queuedAt: T + 1000, provisioningAt: T + 3000, buildStartedAt: T + 6000, workerStartedAt: T + 8000, buildEndedAt: T + 90_000 },
+      durations: { dispatchMs: 0, waitedForCodeBuildMs: 6000, queuedMs: 2000, provisioningMs: 3000, startLatencyMs: 8000, jobMs: 52_000 },
+      clock: { offsetMs: 0, uncertaintyMs: 0 },
+      cost: { billedSeconds: 120, amount: 0.04, perMinute: 0.02 },
+    });
+    expect(outcome.timeline?.problems).toBeUndefined();
+    const events = lines.filter((line) => line.includes('"event":"job.timeline"'));
+    expect(events).toHaveLength(1);
+    expect(JSON.parse(events[0] ?? '{}')).toMatchObject({ jobId: outcome.jobId, buildId: outcome.buildId, durations: { startLatencyMs: 8000 } });
   });
 
   it('retries a throttled StartBuild with the same idempotency token', async () => {

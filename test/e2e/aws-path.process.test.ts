@@ -1,6 +1,8 @@
 import { CreateRoleCommand, IAMClient } from '@aws-sdk/client-iam';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMoto, type Moto } from '../support/moto.js';
 import { startJobPathRig, type JobPathRig } from '../support/job-path.js';
@@ -65,6 +67,9 @@ describe('job path over KMS and S3 (moto), bound to the build identity', () => {
     const log = await rig.service.log(String(build?.id));
     expect(log).toContain(`payloads/${roleId}:AWSCodeBuild-${build?.uuid}`);
     expect(await objects()).toEqual([]);
+    // The job-completed hook read the price from the lease in S3 with the build's own role.
+    const jobLog = readFileSync(join(rig.buildRunnerRoot, '_diag', 'fake-job-log-job-aws.txt'), 'utf8');
+    expect(jobLog).toMatch(/^cbactions: build cost so far: BUILD_GENERAL1_SMALL, \d+ min billed .* \d+\.\d{4} USD at 0\.005 USD\/min \(us-east-1 list price as of 2026-05\)$/m);
   });
 
   it('fails clearly when the payload was bound to another role than the build runs as', async () => {

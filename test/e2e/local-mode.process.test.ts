@@ -105,6 +105,15 @@ describe.each(['in-process', 'worker'] as const)('cbactions local: every part to
     if (dispatch === 'in-process') {
       expect(logs.filter((record) => record.event === 'worker.build-started' && record.slot !== undefined)).toHaveLength(2);
       expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(0);
+      // Each job's timeline became metrics: /metrics histograms and CloudWatch EMF records.
+      const metrics = await (await fetch(`${statusUrl}/metrics`)).text();
+      expect(metrics).toMatch(/^cbactions_job_start_latency_seconds_count\{pool="local",start="cold"\} 2$/m);
+      // Two builds, each billed per started minute.
+      const billed = Number(metrics.match(/^cbactions_job_billed_seconds_total\{pool="local"\} (\d+)$/m)?.[1]);
+      expect(billed % 60).toBe(0);
+      expect(billed).toBeGreaterThanOrEqual(120);
+      expect(logs.filter((record) => record.event === 'job.timeline')).toHaveLength(2);
+      expect(logs.filter((record) => record.event === 'metrics.emf' && record.Pool === 'local' && typeof record.JobStartLatency === 'number')).toHaveLength(2);
     } else {
       expect(logs.filter((record) => record.event === 'watcher.build-tracked')).toHaveLength(2);
     }

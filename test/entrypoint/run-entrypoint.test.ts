@@ -63,8 +63,9 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
       leaseCancelGraceMs: 10_000,
       now: () => clock,
       stopSignal: stop.signal,
-      workerEnv: { ...process.env, ACTIONS_RUNNER_HOOK_JOB_STARTED: undefined },
+      workerEnv: { ...process.env, ACTIONS_RUNNER_HOOK_JOB_STARTED: undefined, ACTIONS_RUNNER_HOOK_JOB_COMPLETED: undefined },
       runnerInstall: { installer: join(PROJECT_ROOT, 'docker', 'install-runner.sh'), checksums: join(dir, 'no-checksums.txt') },
+      cbactionsCommand: [process.execPath, join(PROJECT_ROOT, 'bin', 'cbactions')],
     };
   }
 
@@ -88,6 +89,31 @@ describe('runEntrypoint (inside the build, with the fake Runner.Worker)', () => 
     const hook = (seen.env as Record<string, string>).ACTIONS_RUNNER_HOOK_JOB_STARTED;
     expect(readFileSync(String(hook), 'utf8')).toContain(`this job runs in AWS CodeBuild build ${binding.buildId} (BUILD_GENERAL1_SMALL, img)`);
     expect(readdirSync(join(dir, 'payloads')).filter((name) => name.endsWith('.sealed'))).toEqual([]);
+  });
+
+  it("records its times for CBACTIONS_TIMELINE and runs the job hooks that print the wait and the cost into the job's log", async () => {
+    const price = { computeType: 'BUILD_GENERAL1_SMALL', rule: 'per-minute' as const, region: 'us-east-1', perMinute: 0.005, currency: 'USD', asOf: '2026-05' };
+    // The mux wrote the price with the first lease and CodeBuild's waits later.
+    await store.renewLease(binding, { expiresAt: new Date(clock + 300_000), facts: { price, waits: { submittedMs: 400, queuedMs: 500, provisioningMs: 19_400 } } });
+    await deliver(jobMessage({ action: 'succeed' }));
+    const submittedAt = clock - 25_000;
+    const result = await runEntrypoint({ ...deps(), startedAt: clock - 3000, submittedAt });
+    expect(result).toEqual({ kind: 'exit-code', exitCode: 100 });
+    const timeline = JSON.parse(readFileSync(join(dir, 'result', 'timeline'), 'utf8')) as Record<string, number>;
+    expect(timeline).toEqual({ entrypointStartedAt: clock - 3000, payloadOpenedAt: clock, workerStartedAt: clock, workerExitedAt: clock });
+    expect((evidence().hooks as unknown[]).map((hook) => hook)).toEqual([
+      { variable: 'ACTIONS_RUNNER_HOOK_JOB_STARTED', exitCode: 0 },
+      { variable: 'ACTIONS_RUNNER_HOOK_JOB_COMPLETED', exitCode: 0 },
+    ]);
+    const log = readFileSync(join(root, '_diag', 'fake-job-log-job-1.txt'), 'utf8');
+    expect(log.match(/^cbactions: waited 20\.3 s for CodeBuild \(queued 0\.5 s, provisioning 19\.4 s\)$/gm)).toHaveLength(2);
+    expect(log).toMatch(/^cbactions: build cost so far: BUILD_GENERAL1_SMALL, \d+ min billed \(every started minute counts\) for \d+\.\d s since the build was submitted.*USD at 0\.005 USD\/min \(us-east-1 list price as of 2026-05\)$/m);
+  });
+
+  it('writes its timeline even when the job could not run', async () => {
+    const result = await runEntrypoint({ ...deps(), payloadWaitMs: 0, startedAt: clock - 10 });
+    expect(result).toMatchObject({ kind: 'failure', code: 'PAYLOAD_NOT_FOUND' });
+    expect(JSON.parse(readFileSync(join(dir, 'result', 'timeline'), 'utf8'))).toEqual({ entrypointStartedAt: clock - 10 });
   });
 
   it('relays the cancel marker as a CancelRequest', async () => {

@@ -455,6 +455,26 @@ describe('logs, events, alarms, dashboard', () => {
   it('has a dashboard', () => {
     full.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
+
+  it("graphs every pool's start latency p50 and p95, cold and warm, and its cost, from the mux's EMF metrics", () => {
+    const [, dashboard] = onlyResource(full.json, 'AWS::CloudWatch::Dashboard');
+    const body = JSON.parse(String(resolveIntrinsics((dashboard.Properties as { DashboardBody: unknown }).DashboardBody, full.json))) as {
+      widgets: { properties: { title?: string; metrics?: unknown[][] } }[];
+    };
+    const widget = (title: string) => body.widgets.find((candidate) => candidate.properties.title?.startsWith(title))?.properties.metrics ?? [];
+    const latency = widget('Job start latency p50/p95');
+    for (const pool of ['default', 'arm', 'legacy']) {
+      for (const start of ['cold', 'warm']) {
+        for (const stat of ['p50', 'p95']) {
+          expect(latency).toContainEqual(['cbactions', 'JobStartLatency', 'Pool', pool, 'Start', start, expect.objectContaining({ stat, label: `${pool} ${start} ${stat}` })]);
+        }
+      }
+    }
+    expect(latency).toHaveLength(12);
+    const cost = widget('Build cost at list price');
+    expect(cost).toContainEqual(['cbactions', 'JobCost', 'Pool', 'arm', expect.objectContaining({ stat: 'Sum' })]);
+    expect(cost).toContainEqual(['cbactions', 'StandbyCost', 'Pool', 'arm', expect.objectContaining({ stat: 'Sum' })]);
+  });
 });
 
 describe('cdk-nag', () => {

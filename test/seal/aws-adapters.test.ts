@@ -194,6 +194,17 @@ describe('S3PayloadStore', () => {
     expect(await listKeys()).toEqual([]);
   });
 
+  it("job lease facts for the job's log travel as a second metadata value of the same object", async () => {
+    const facts = { waits: { submittedMs: 400, queuedMs: 500, provisioningMs: 19_400 }, price: { computeType: 'BUILD_LAMBDA_1GB', rule: 'per-second' as const, region: 'eu-west-1', currency: 'EUR', asOf: '2026-05-01' } };
+    const expiresAt = new Date('2026-12-01T12:05:00.000Z');
+    await store.renewLease(bindingA, { expiresAt, facts });
+    expect(await listKeys()).toEqual([`${PREFIX}${bindingA.userId}.lease`]);
+    expect(await store.readLease(bindingA)).toEqual({ expiresAt, facts });
+    await store.renewLease(bindingA, { expiresAt });
+    expect(await store.readLease(bindingA)).toEqual({ expiresAt });
+    await store.releaseLease(bindingA);
+  });
+
   it('delete is idempotent', async () => {
     await store.delete(bindingA);
     await store.put(bindingA, Buffer.from('x'));

@@ -81,6 +81,15 @@ describe('sealPayload / openPayload round trip', () => {
     expect(opened.ids).toEqual({ buildId: BUILD_A });
   });
 
+  it("carries the mux's timeline of the job (its own field; absent when not given)", async () => {
+    const binding = bindingFor(BUILD_A);
+    const timeline = { assignedAt: 1_800_000_000_000, dispatchedAt: 1_800_000_000_012, start: 'warm' as const };
+    const payload = { jobMessage: Buffer.from('x'), runnerFile: Buffer.from('{}'), ids: { buildId: BUILD_A }, timeline };
+    expect((await openPayload(keys, await sealPayload(keys, payload, binding), binding)).timeline).toEqual(timeline);
+    const without = await openPayload(keys, await sealPayload(keys, { ...payload, timeline: undefined }, binding), binding);
+    expect(without.timeline).toBeUndefined();
+  });
+
   it('uses a fresh data key and IV every time', async () => {
     const payload = makePayload(BUILD_A);
     const one = await sealPayload(keys, payload, bindingA);

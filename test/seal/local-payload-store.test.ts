@@ -130,6 +130,21 @@ describe('LocalPayloadStore', () => {
     expect(await store.readLease(a)).toBeUndefined();
   });
 
+  it("job lease facts for the job's log ride along; facts that are not the schema are dropped, the lease still holds", async () => {
+    const facts = {
+      waits: { submittedMs: 400, queuedMs: 500, provisioningMs: 19_400 },
+      price: { computeType: 'BUILD_GENERAL1_SMALL', rule: 'per-minute' as const, region: 'us-east-1', perMinute: 0.005, currency: 'USD', asOf: '2026-05' },
+    };
+    const expiresAt = new Date('2026-12-01T12:05:00.000Z');
+    await store.renewLease(a, { expiresAt, facts });
+    expect(await store.readLease(a)).toEqual({ expiresAt, facts });
+    const path = join(dir, `${localObjectName(a)}.lease`);
+    for (const bad of ['{"waits":{"queuedMs":"soon"}}', '{"waits":', `{"note":"${'x'.repeat(2000)}"}`, '{"price":{"computeType":"$(rm -rf /)","rule":"per-minute","region":"us-east-1","currency":"USD","asOf":"2026-05"}}']) {
+      await writeFile(path, `${expiresAt.toISOString()}\n${bad}\n`);
+      expect(await store.readLease(a)).toEqual({ expiresAt });
+    }
+  });
+
   it('a lease file that holds no time is PAYLOAD_BAD_LEASE, naming the file', async () => {
     await store.renewLease(a, { expiresAt: new Date() });
     await writeFile(join(dir, `${localObjectName(a)}.lease`), 'tomorrow, probably');
