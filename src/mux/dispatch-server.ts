@@ -10,6 +10,7 @@
 import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Config, Pool } from '../config/schema.js';
+import type { AdmissionDecision } from '../dispatch/admission.js';
 import { PollingBuildWaiter, type BuildWaiter, type WaitOptions } from '../dispatch/build-waiter.js';
 import type { BuildSnapshot, CodeBuildApi } from '../dispatch/codebuild-api.js';
 import { formatFailure } from '../dispatch/failure.js';
@@ -81,6 +82,8 @@ export interface DispatchServerOptions {
   slot: (slotId: string) => DispatchSlot | undefined;
   logger: Logger;
   onEvent?: (event: DispatchEvent) => void;
+  /** Every admission decision of a job (the mux counts them per rule in /metrics). */
+  onAdmission?: (decision: AdmissionDecision, job: { jobId: string; pool: string }) => void;
   closeTimeoutMs?: number;
 }
 
@@ -379,6 +382,7 @@ export class DispatchServer {
         logger: log,
         shutdownSignal: job.shutdown.signal,
         settings,
+        ...(this.options.onAdmission ? { onAdmission: this.options.onAdmission } : {}),
       });
       jobId = outcome.jobId;
       report = reportOutcome(outcome);

@@ -10,6 +10,7 @@ export class MuxMetrics {
   readonly listenerRestarts: Counter<'pool' | 'exit_code'>;
   readonly poolStopped: Gauge<'pool'>;
   readonly taskProtection: Gauge;
+  readonly policyDecisions: Counter<'pool' | 'rule' | 'effect'>;
 
   /** `slotStates` is read at every scrape, so the gauge is never stale. */
   constructor(slotStates: () => { pool: string; state: SlotState }[]) {
@@ -46,5 +47,11 @@ export class MuxMetrics {
     });
     this.poolStopped = new Gauge({ name: 'cbactions_mux_pool_stopped', help: '1 when a pool was stopped because a person must act (self-update attempt, deprecated runner version)', labelNames: ['pool'] as const, registers });
     this.taskProtection = new Gauge({ name: 'cbactions_mux_task_protection_enabled', help: '1 while ECS task scale-in protection is held', registers });
+    this.policyDecisions = new Counter({
+      name: 'cbactions_mux_policy_decisions_total',
+      help: 'Admission policy decisions of in-process dispatch, by pool, deciding rule ("(default)" for policy.defaultEffect) and effect (run or refuse)',
+      labelNames: ['pool', 'rule', 'effect'] as const,
+      registers,
+    });
   }
 }
