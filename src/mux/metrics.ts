@@ -1,5 +1,6 @@
 /** Prometheus metrics of the mux, in a registry of its own (served at `/metrics`). */
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { AdmissionDecision } from '../dispatch/admission.js';
 import { SLOT_STATES, type SlotState } from './status-model.js';
 
 export class MuxMetrics {
@@ -53,5 +54,10 @@ export class MuxMetrics {
       labelNames: ['pool', 'rule', 'effect'] as const,
       registers,
     });
+  }
+
+  /** One admission decision of in-process dispatch (dispatch-server.ts `onAdmission`). */
+  recordAdmission(decision: Pick<AdmissionDecision, 'rule' | 'effect'>, job: { pool: string }): void {
+    this.policyDecisions.inc({ pool: job.pool, rule: decision.rule, effect: decision.effect });
   }
 }
