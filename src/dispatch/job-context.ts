@@ -189,8 +189,11 @@ export function readJobContext(message: Record<string, unknown>): JobContext {
     const contextData = message.contextData;
     if (contextData === undefined || contextData === null) throw new UnreadableContext('the job message has no contextData');
     if (typeof contextData !== 'object' || Array.isArray(contextData)) throw new UnreadableContext('the job message\'s contextData is not an object');
-    if (!Object.hasOwn(contextData, 'github')) throw new UnreadableContext('the job message\'s contextData has no github context');
-    const github = dictionaryAt((contextData as Record<string, unknown>).github, 'contextData.github');
+    // The runner's context names ignore case: two spellings of github would be two answers.
+    const names = Object.keys(contextData).filter((name) => name.toLowerCase() === 'github');
+    if (names.length === 0) throw new UnreadableContext('the job message\'s contextData has no github context');
+    if (names.length > 1) throw new UnreadableContext('the job message\'s contextData has the github context twice');
+    const github = dictionaryAt((contextData as Record<string, unknown>)[names[0] as string], 'contextData.github');
     if (github === undefined) throw new UnreadableContext('the job message\'s contextData.github is empty');
     const repository = stringAt(github, 'repository', 'github');
     const event = stringAt(github, 'event_name', 'github');

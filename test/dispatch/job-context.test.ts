@@ -34,7 +34,8 @@ describe('reading the job context from contextData.github', () => {
 
   it.each([
     ['no github context', { jobId: 'j', contextData: {} }, "the job message's contextData has no github context"],
-    ['contextData is an array', { jobId: 'j', contextData: [] }, "the job message's contextData is not an object"],
+    ['github twice, in two cases', { jobId: 'j', contextData: { github: contextTree({ repository: 'acme/app' }), GitHub: contextTree({ repository: 'acme/legacy' }) } }, "the job message's contextData has the github context twice"],
+        ['contextData is an array', { jobId: 'j', contextData: [] }, "the job message's contextData is not an object"],
     ['an unknown node type', { jobId: 'j', contextData: { github: { t: 9 } } }, 'contextData.github has an unknown context type'],
     ['too many entries', { jobId: 'j', contextData: { github: { t: 2, d: Array.from({ length: 10_001 }, (_, i) => ({ k: `k${i}`, v: 'x' })) } } }, 'contextData.github is not a well-formed dictionary (a dictionary has more than 10000 entries)'],
     ['an owner that is not the repository\'s', { jobId: 'j', contextData: { github: contextTree({ repository: 'acme/app', repository_owner: 'mallory' }) } }, 'github.repository_owner is not the owner of github.repository'],
