@@ -32,6 +32,16 @@ export const AdmissionCode = {
   RuleInapplicable: 'POLICY_RULE_INAPPLICABLE',
 } as const;
 
+const REFUSAL_CODES = new Set<string>(Object.values(AdmissionCode));
+
+/**
+ * A job the policy refused did what the policy says, it did not fail to run: its log line is
+ * `worker.refused`, not `worker.failed` (which the failed-dispatch alarm counts).
+ */
+export function isAdmissionRefusal(failureCode: string | undefined): boolean {
+  return failureCode !== undefined && REFUSAL_CODES.has(failureCode);
+}
+
 export type AdmissionDecision =
   | {
       effect: 'run';

@@ -82,5 +82,8 @@ describe.each(JOB_PATH_DISPATCHES)('admission policy through the build service (
     const decisions = readFileSync(rig.inProcess?.logPath ?? rig.workerLog, 'utf8').split('\n').filter((line) => line.includes('"worker.admission"') && line.includes('job-fork'));
     expect(decisions).toHaveLength(1);
     expect(JSON.parse(decisions[0] as string)).toMatchObject({ jobId: 'job-fork', pool: 'default', rule: '(default)', effect: 'refuse', code: 'POLICY_REFUSED', fork: true });
+    // A refusal is the policy working, not a failed dispatch: the alarm on `worker.failed` does not count it.
+    const ends = readFileSync(rig.inProcess?.logPath ?? rig.workerLog, 'utf8').split('\n').filter((line) => line.includes('job-fork') && /"worker\.(failed|refused)"/.test(line));
+    expect(ends.map((line) => (JSON.parse(line) as { event: string }).event)).toEqual(['worker.refused']);
   });
 });
