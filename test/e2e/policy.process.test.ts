@@ -85,5 +85,7 @@ describe.each(JOB_PATH_DISPATCHES)('admission policy through the build service (
     // A refusal is the policy working, not a failed dispatch: the alarm on `worker.failed` does not count it.
     const ends = readFileSync(rig.inProcess?.logPath ?? rig.workerLog, 'utf8').split('\n').filter((line) => line.includes('job-fork') && /"worker\.(failed|refused)"/.test(line));
     expect(ends.map((line) => (JSON.parse(line) as { event: string }).event)).toEqual(['worker.refused']);
+    // The github context's token is never read, so never logged.
+    expect(readFileSync(rig.inProcess?.logPath ?? rig.workerLog, 'utf8')).not.toContain('ghs_context-token-never-read');
   });
 });
