@@ -124,6 +124,20 @@ export function buildProgram(): Command {
       process.exitCode = await runCreateLocalKeyCommand(file, { stdout: (text) => process.stdout.write(text), stderr: (text) => process.stderr.write(text) });
     });
 
+  program
+    .command('policy')
+    .description('the admission policy (config section policy)')
+    .command('explain')
+    .description('which policy rule a job message matches, and the pool, role and settings its build would get (or why it is refused)')
+    .option('--config <file>', 'configuration file (default: $CBACTIONS_CONFIG)')
+    .requiredOption('--job <file>', 'a job message (JSON, as the listener hands it to Runner.Worker; UTF-8 or UTF-16LE)')
+    .option('--pool <name>', 'the pool the job would run on (needed when the config has several)')
+    .addHelpText('after', '\nExit code: 0 the job would run, 1 it would be refused, 2 bad usage or an unreadable file.\n')
+    .action(async (options: { config?: string; job: string; pool?: string }) => {
+      const { runPolicyExplainCommand } = await import('./policy-explain.js');
+      process.exitCode = await runPolicyExplainCommand({ ...options, config: options.config || process.env.CBACTIONS_CONFIG }, { stdout: (text) => process.stdout.write(text), stderr: (text) => process.stderr.write(text) });
+    });
+
   // Setup and deployment (src/infra): `init` writes a starter config; `deploy`, `diff` and
   // `destroy` synthesize the CDK app from a config and run the AWS CDK CLI on it. The
   // container images carry only the runtime bundle, so these say where they do work.

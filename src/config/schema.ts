@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DeploySchema, deployProblems, policyRoleProblems } from './deploy-schema.js';
 import { DEFAULT_PRICE_TABLE, DEFAULT_PRICES_AS_OF } from './pricing-defaults.js';
-import { PolicySchema } from './policy-schema.js';
+import { OVERRIDABLE_SETTINGS, PolicySchema, type PolicyConfig } from './policy-schema.js';
 import { ServiceRoleSchema } from './role-schema.js';
 
 export { ServiceRoleSchema };
@@ -110,6 +110,8 @@ export const PoolSchema = z.strictObject({
     .max(100),
   slots: z.number().int().min(1).max(100).default(1),
   build: BuildSettingsSchema.default(() => BuildSettingsSchema.parse({})),
+  /** Build settings a policy rule may change for this pool's jobs (policy.rules[].build); none by default. */
+  overridable: z.array(z.enum(OVERRIDABLE_SETTINGS)).max(OVERRIDABLE_SETTINGS.length).default(() => []),
 });
 export type Pool = z.infer<typeof PoolSchema>;
 
@@ -236,6 +238,7 @@ export const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['pools', index, 'build', issue.field], message: `pool "${pool.name}": ${issue.message}` });
       }
     });
+    for (const problem of policyProblems(config.policy, config.pools)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
   });
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
@@ -254,14 +257,24 @@ export interface ConfigProblem {
  * would start builds that can never open their job.
  */
 export function runtimeProblems(config: Config): ConfigProblem[] {
+  // A role only `deploy.roles` declares is for the stack; the runtime config has it in policy.roles.
+  const missingRoles: ConfigProblem[] = [];
+  config.policy.rules.forEach((rule, index) => {
+    if (rule.role !== undefined && config.policy.roles[rule.role] === undefined) {
+      missingRoles.push({
+        path: ['policy', 'rules', index, 'role'],
+        message: `rule "${rule.name}" names role "${rule.role}", which policy.roles does not define: the runtime needs its {arn, roleId} (\`cbactions deploy\` writes them for deploy.roles)`,
+      });
+    }
+  });
   const bound = [
     ...('s3' in config.payloads.store ? ['an S3 payload store'] : []),
     ...('kms' in config.payloads.key ? ['a KMS payload key'] : []),
   ];
-  if (bound.length === 0) return [];
+  if (bound.length === 0) return missingRoles;
   const why = `${bound.join(' and ')} bind${bound.length === 1 ? 's' : ''} each job to its build role's unique id (<roleId>:AWSCodeBuild-<uuid>)`;
   const lookUp = 'aws iam get-role --role-name NAME --query Role.RoleId';
-  const problems: ConfigProblem[] = [];
+  const problems: ConfigProblem[] = [...missingRoles];
   const onProjectRole: string[] = [];
   config.pools.forEach((pool, index) => {
     const role = pool.build.serviceRole;
@@ -273,6 +286,16 @@ export function runtimeProblems(config: Config): ConfigProblem[] {
       });
     }
   });
+  const usedRoles = new Set(config.policy.rules.flatMap((rule) => (rule.role === undefined ? [] : [rule.role])));
+  for (const name of usedRoles) {
+    const role = config.policy.roles[name];
+    if (role !== undefined && role.roleId === undefined) {
+      problems.push({
+        path: ['policy', 'roles', name, 'roleId'],
+        message: `policy role "${name}" (${role.arn}) has no roleId; ${why}: set it to the role's unique id (AROA…; ${lookUp}), or let \`cbactions deploy\` fill it in`,
+      });
+    }
+  }
   if (onProjectRole.length > 0 && config.codebuild.buildRoleId === undefined) {
     problems.push({
       path: ['codebuild', 'buildRoleId'],
@@ -281,6 +304,51 @@ export function runtimeProblems(config: Config): ConfigProblem[] {
         `set it to that role's unique id (AROA…; ${lookUp}), or give each pool build.serviceRole {arn, roleId} (\`cbactions deploy\` fills these in)`,
     });
   }
+  return problems;
+}
+
+/**
+ * The policy's cross-field checks, at load: rule names are unique, a refusing rule says
+ * why, its pools exist, and a
+ * rule restricted to pools sets only settings each of them lets rules override, giving
+ * settings CodeBuild accepts. A rule for every pool that sets what some pool does not
+ * allow is fine here: it refuses that pool's jobs at decision time, with the reason.
+ */
+export function policyProblems(policy: PolicyConfig, pools: readonly Pool[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const names = new Map<string, number>();
+  policy.rules.forEach((rule, index) => {
+    const at = (...path: (string | number)[]) => ['policy', 'rules', index, ...path];
+    const previous = names.get(rule.name);
+    if (previous !== undefined) problems.push({ path: at('name'), message: `rule name "${rule.name}" is already used by policy.rules[${previous}]` });
+    names.set(rule.name, index);
+    if (rule.effect === 'refuse') {
+      if (rule.reason === undefined) problems.push({ path: at('reason'), message: `rule "${rule.name}" refuses jobs: give the reason shown on the job in GitHub` });
+      if (rule.role !== undefined || rule.build !== undefined) problems.push({ path: at('effect'), message: `rule "${rule.name}" refuses jobs, so its role and build settings would never apply: remove them` });
+    }
+    // Whether the role exists (policy.roles or deploy.roles) is policyRoleProblems' (deploy-schema.ts).
+    (rule.match.pool ?? []).forEach((poolName, poolIndex) => {
+      const pool = pools.find((candidate) => candidate.name === poolName);
+      if (pool === undefined) {
+        problems.push({ path: at('match', 'pool', poolIndex), message: `rule "${rule.name}" names pool "${poolName}", which is not in pools (pools: ${pools.map((p) => p.name).join(', ')})` });
+        return;
+      }
+      const overrides = rule.build ?? {};
+      const set = OVERRIDABLE_SETTINGS.filter((setting) => overrides[setting] !== undefined);
+      for (const setting of set.filter((candidate) => !pool.overridable.includes(candidate))) {
+        problems.push({ path: at('build', setting), message: `rule "${rule.name}" sets ${setting} for pool "${pool.name}", which does not list it in overridable` });
+      }
+      if (set.length === 0) return;
+      const merged = BuildSettingsSchema.safeParse({ ...pool.build, ...overrides });
+      if (!merged.success) {
+        for (const issue of merged.error.issues) problems.push({ path: at('build', ...issue.path.map((part) => (typeof part === 'number' ? part : String(part)))), message: `rule "${rule.name}" on pool "${pool.name}": ${issue.message}` });
+        return;
+      }
+      for (const issue of buildSettingsProblems(merged.data)) {
+        problems.push({ path: at('build', issue.field), message: `rule "${rule.name}" on pool "${pool.name}": ${issue.message}` });
+      }
+    });
+  });
   return problems;
 }
 

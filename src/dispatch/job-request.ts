@@ -9,10 +9,11 @@ export interface JobIds {
 }
 
 /**
- * Parses only what cbactions needs from the job message. The message is untrusted and
- * secret: nothing of it but these ids is ever logged or sent anywhere in plaintext.
+ * The job message as JSON, parsed once for everything cbactions reads of it (the ids here,
+ * the policy's context in job-context.ts). The message is untrusted and secret: nothing of
+ * it but what those readers pick is ever logged or sent anywhere in plaintext.
  */
-export function readJobIds(body: Buffer): JobIds {
+export function parseJobMessage(body: Buffer): Record<string, unknown> {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf16le'));
@@ -22,7 +23,16 @@ export function readJobIds(body: Buffer): JobIds {
   if (typeof message !== 'object' || message === null || Array.isArray(message)) {
     throw new CbactionsError('JOB_MESSAGE_INVALID', 'the job message from the listener is not a JSON object');
   }
-  const record = message as Record<string, unknown>;
+  return message as Record<string, unknown>;
+}
+
+/** Parses only what cbactions needs from the job message: its ids. */
+export function readJobIds(body: Buffer): JobIds {
+  return jobIdsOf(parseJobMessage(body));
+}
+
+/** The ids of a parsed job message. */
+export function jobIdsOf(record: Record<string, unknown>): JobIds {
   const jobId = scalar(record.jobId);
   if (jobId === undefined || !/^[A-Za-z0-9_.:-]{1,128}$/.test(jobId)) {
     throw new CbactionsError('JOB_MESSAGE_INVALID', 'the job message has no usable jobId');

@@ -55,6 +55,8 @@ export function jobSettings(config: Config, configPath: string, pool: Pool, env:
     projectName: config.codebuild.projectName,
     poolName: pool.name,
     build: pool.build,
+    policy: config.policy,
+    overridable: pool.overridable,
     ...(config.codebuild.buildRoleId ? { defaultRoleId: config.codebuild.buildRoleId } : {}),
     payloadReferences: { store: references.CBACTIONS_PAYLOAD_STORE, key: references.CBACTIONS_PAYLOAD_KEY },
     ...(env[WorkerEnv.RunnerVersion] ? { runnerVersion: env[WorkerEnv.RunnerVersion] } : {}),

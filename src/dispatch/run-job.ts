@@ -1,3 +1,4 @@
+import type { OverridableSetting, PolicyConfig } from '../config/policy-schema.js';
 import type { BuildSettings, PricingConfig } from '../config/schema.js';
 import { MessageType, messageTypeName, type Frame } from '../protocol/messages.js';
 import { ExitCode, isValidWorkerExitCode, WorkerExitCode } from '../protocol/exit-codes.js';
@@ -12,7 +13,9 @@ import { withRetries } from '../util/retry.js';
 import type { CodeBuildApi, BuildSnapshot } from './codebuild-api.js';
 import type { BuildWaiter } from './build-waiter.js';
 import { beforeJobPhase, explainBuild, FailureCode, type JobFailure } from './failure.js';
-import { readJobIds, type JobIds } from './job-request.js';
+import { decideAdmission, DEFAULT_RULE, type AdmissionDecision } from './admission.js';
+import { readJobContext } from './job-context.js';
+import { jobIdsOf, parseJobMessage, type JobIds } from './job-request.js';
 import { DEFAULT_JOB_LEASE, holdJobLease, type JobLeaseHandle, type JobLeaseSettings } from './job-lease.js';
 import type { RunnerFiles } from './runner-files.js';
 import { buildOverrides, idempotencyToken, startBuildWithRetries, StartBuildError } from './start-build.js';
@@ -40,7 +43,12 @@ export const BuildEnv = {
 export interface JobSettings {
   projectName: string;
   poolName: string;
+  /** The pool's build settings; the admission policy may change them per job. */
   build: BuildSettings;
+  /** The admission policy decided for each job before its build starts (absent: every job runs with `build`). */
+  policy?: PolicyConfig;
+  /** Which of `build` a policy rule may change (the pool's `overridable`). */
+  overridable?: readonly OverridableSetting[];
   /** Unique id of the project's service role, for pools without their own (`codebuild.buildRoleId`). */
   defaultRoleId?: string;
   /** Non-secret references the build uses to find and open its payload. */
@@ -79,6 +87,8 @@ export interface JobDependencies {
   shutdownSignal?: AbortSignal;
   /** The mux's clock for the job's timeline (tests inject one). */
   now?: () => number;
+  /** Told every admission decision, before anything else happens to the job (the mux counts them per rule). */
+  onAdmission?: (decision: AdmissionDecision, job: { jobId: string; pool: string }) => void;
 }
 
 export interface JobOutcome {
@@ -86,6 +96,8 @@ export interface JobOutcome {
   failure?: JobFailure;
   jobId: string;
   buildId?: string;
+  /** The admission policy's decision (its rule; the reason when refused). */
+  admission?: AdmissionDecision;
   /** The job's timeline and cost (logged as `job.timeline`), for every job a build was started for. */
   timeline?: JobTimelineRecord;
 }
@@ -188,8 +200,17 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   if (frame.type !== MessageType.NewJobRequest || frame.body.length === 0) {
     throw new CbactionsError('PIPE_UNEXPECTED_MESSAGE', `the first message from the listener was ${messageTypeName(frame.type)} with ${frame.body.length} bytes, not a job`);
   }
-  const job: JobIds = readJobIds(frame.body);
+  const message = parseJobMessage(frame.body);
+  const job: JobIds = jobIdsOf(message);
   logger.info({ event: 'worker.job-received', jobId: job.jobId, requestId: job.requestId, bytes: frame.body.length }, 'job received');
+
+  // Before anything is started or claimed for the job: its rule decides its role and settings, or refuses it.
+  const admission = admit(settings, message, job.jobId, logger);
+  deps.onAdmission?.(admission, { jobId: job.jobId, pool: settings.poolName });
+  if (admission.effect === 'refuse') {
+    return { exitCode: ExitCode.InfrastructureFailure, failure: { code: admission.code, message: admission.reason }, jobId: job.jobId, admission };
+  }
+  const build = admission.build;
 
   // Ends with the job: every wait, retry and timer of this job takes it, so none outlives it.
   const jobScope = new AbortController();
@@ -228,7 +249,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   };
 
   const files = await deps.runnerFiles();
-  const roleId = settings.build.serviceRole?.roleId ?? settings.defaultRoleId;
+  const roleId = build.serviceRole?.roleId ?? settings.defaultRoleId;
   const request = {
     projectName: settings.projectName,
     idempotencyToken: idempotencyToken(job.jobId, job.requestId, files.runnerName),
@@ -240,13 +261,13 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
       // The entrypoint checks that it runs as the role the payload is bound to.
       ...(roleId !== undefined ? { [BuildEnv.PayloadRoleId]: roleId } : {}),
       // For the job-started hook's "where does this run" line; a fleet defines its own.
-      ...(settings.build.fleetArn === undefined
-        ? { [BuildEnv.ComputeType]: settings.build.computeType, [BuildEnv.EnvironmentType]: settings.build.environmentType }
+      ...(build.fleetArn === undefined
+        ? { [BuildEnv.ComputeType]: build.computeType, [BuildEnv.EnvironmentType]: build.environmentType }
         : {}),
-      ...lambdaPaths(settings.build),
+      ...lambdaPaths(build),
       ...(settings.muxInstance ? { [BuildEnv.MuxInstance]: settings.muxInstance } : {}),
     },
-    ...buildOverrides(settings.build),
+    ...buildOverrides(build),
   };
 
   // The last look before a build is billed.
@@ -266,7 +287,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   const buildId = started.id;
   logger.info({ event: 'worker.build-started', jobId: job.jobId, buildId }, 'build started');
   const region = buildRegion(started.arn, settings.region);
-  const price: PriceFacts | undefined = settings.pricing && region ? priceFacts(settings.pricing, region, settings.build) : undefined;
+  const price: PriceFacts | undefined = settings.pricing && region ? priceFacts(settings.pricing, region, build) : undefined;
   await deps.tracker?.track(buildId, { jobId: job.jobId });
 
   const binding: PayloadBinding = { buildId };
@@ -402,7 +423,7 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   if (cancelledWhileStarting !== undefined) return { ...canceledBeforeBuild(cancelledWhileStarting, job.jobId, started), timeline };
   const exitCode = parseExitCode(final.exported[BuildEnv.ExitCode]);
   if (failure === undefined && exitCode !== undefined && isValidWorkerExitCode(exitCode)) {
-    return { exitCode, jobId: job.jobId, buildId, timeline };
+    return { exitCode, jobId: job.jobId, buildId, timeline, admission };
   }
   return {
     exitCode: ExitCode.InfrastructureFailure,
@@ -410,5 +431,27 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
     jobId: job.jobId,
     buildId,
     timeline,
+    admission,
   };
+}
+
+/** The admission decision for the job, logged with its job id and rule (config names and the job's repository/event/ref only). */
+function admit(settings: JobSettings, message: Record<string, unknown>, jobId: string, logger: Logger): AdmissionDecision {
+  if (settings.policy === undefined) return { effect: 'run', rule: DEFAULT_RULE, build: settings.build, overridden: [] };
+  const context = readJobContext(message);
+  const decision = decideAdmission(settings.policy, { name: settings.poolName, build: settings.build, overridable: [...(settings.overridable ?? [])] }, context);
+  const about = {
+    jobId,
+    pool: settings.poolName,
+    rule: decision.rule,
+    effect: decision.effect,
+    repository: context.repository,
+    eventName: context.event,
+    ref: context.ref?.slice(0, 200),
+    fork: context.fork,
+    ...(context.problem !== undefined ? { contextProblem: context.problem } : {}),
+  };
+  if (decision.effect === 'refuse') logger.warn({ event: 'worker.admission', ...about, code: decision.code, reason: decision.reason }, 'job refused by the admission policy');
+  else logger.info({ event: 'worker.admission', ...about, role: decision.role, overridden: decision.overridden }, 'job admitted');
+  return decision;
 }

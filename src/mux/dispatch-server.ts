@@ -10,6 +10,7 @@
 import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Config, Pool } from '../config/schema.js';
+import { isAdmissionRefusal, type AdmissionDecision } from '../dispatch/admission.js';
 import { PollingBuildWaiter, type BuildWaiter, type WaitOptions } from '../dispatch/build-waiter.js';
 import type { BuildSnapshot, CodeBuildApi } from '../dispatch/codebuild-api.js';
 import { formatFailure } from '../dispatch/failure.js';
@@ -82,6 +83,8 @@ export interface DispatchServerOptions {
   slot: (slotId: string) => DispatchSlot | undefined;
   logger: Logger;
   onEvent?: (event: DispatchEvent) => void;
+  /** Every admission decision of a job (the mux counts them per rule in /metrics). */
+  onAdmission?: (decision: AdmissionDecision, job: { jobId: string; pool: string }) => void;
   closeTimeoutMs?: number;
 }
 
@@ -381,6 +384,7 @@ export class DispatchServer {
         logger: log,
         shutdownSignal: job.shutdown.signal,
         settings,
+        ...(this.options.onAdmission ? { onAdmission: this.options.onAdmission } : {}),
       });
       jobId = outcome.jobId;
       timeline = outcome.timeline;
@@ -394,7 +398,8 @@ export class DispatchServer {
     const stopped = orphan ? await orphan : undefined;
     const fields = { buildId, jobId, slot: job.slotId, pool: job.pool.name, exitCode: report.exitCode, failureCode: report.failureCode, shimGone: job.isLost() !== undefined };
     // The mux's log carries one line per job, as for a worker: the alarms on failed dispatches match `worker.failed`.
-    if (report.failureCode) log.error({ event: 'worker.failed', ...fields, ...(report.error ? { error: report.error } : {}) }, 'job did not run');
+    if (isAdmissionRefusal(report.failureCode)) log.warn({ event: 'worker.refused', ...fields }, 'job refused by the admission policy');
+    else if (report.failureCode) log.error({ event: 'worker.failed', ...fields, ...(report.error ? { error: report.error } : {}) }, 'job did not run');
     else log.info({ event: 'worker.finished', ...fields }, 'job finished');
     this.#emit({
       kind: 'done',

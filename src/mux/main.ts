@@ -157,6 +157,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
         waiter: watcher,
         slot: (slotId) => mux.dispatchSlot(slotId),
         logger,
+        onAdmission: (decision, job) => mux.metrics.recordAdmission(decision, job),
         onEvent: (event) => {
           if (event.kind === 'tracked') {
             mux.recordBuild(event.buildId, event.slot);

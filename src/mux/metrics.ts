@@ -1,5 +1,6 @@
 /** Prometheus metrics of the mux, in a registry of its own (served at `/metrics`). */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AdmissionDecision } from '../dispatch/admission.js';
 import { SLOT_STATES, type SlotState } from './status-model.js';
 
 export class MuxMetrics {
@@ -16,6 +17,7 @@ export class MuxMetrics {
   readonly jobBilledSeconds: Counter<'pool'>;
   readonly standbyCost: Counter<'pool' | 'currency'>;
   readonly standbyBilledSeconds: Counter<'pool'>;
+  readonly policyDecisions: Counter<'pool' | 'rule' | 'effect'>;
 
   /** `slotStates` is read at every scrape, so the gauge is never stale. */
   constructor(slotStates: () => { pool: string; state: SlotState }[]) {
@@ -72,5 +74,16 @@ export class MuxMetrics {
     this.jobBilledSeconds = new Counter({ name: 'cbactions_job_billed_seconds_total', help: "Billed build time of jobs' builds, by pool", labelNames: ['pool'] as const, registers });
     this.standbyCost = new Counter({ name: 'cbactions_standby_cost_total', help: 'List-price cost of standby builds that ended without a job, by pool', labelNames: ['pool', 'currency'] as const, registers });
     this.standbyBilledSeconds = new Counter({ name: 'cbactions_standby_billed_seconds_total', help: 'Billed build time of standby builds that ended without a job, by pool', labelNames: ['pool'] as const, registers });
+    this.policyDecisions = new Counter({
+      name: 'cbactions_mux_policy_decisions_total',
+      help: 'Admission policy decisions of in-process dispatch, by pool, deciding rule ("(default)" for policy.defaultEffect) and effect (run or refuse)',
+      labelNames: ['pool', 'rule', 'effect'] as const,
+      registers,
+    });
+  }
+
+  /** One admission decision of in-process dispatch (dispatch-server.ts `onAdmission`). */
+  recordAdmission(decision: Pick<AdmissionDecision, 'rule' | 'effect'>, job: { pool: string }): void {
+    this.policyDecisions.inc({ pool: job.pool, rule: decision.rule, effect: decision.effect });
   }
 }

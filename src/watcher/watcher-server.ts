@@ -8,6 +8,7 @@ import { withRetries } from '../util/retry.js';
 import type { CodeBuildApi, BuildSnapshot } from '../dispatch/codebuild-api.js';
 import type { BuildWatcher } from './build-watcher.js';
 import { ClientMessageSchema, LineSplitter, MAX_ERROR_MESSAGE_LENGTH, snapshotForWire, type ServerMessage } from './protocol.js';
+import { isAdmissionRefusal } from '../dispatch/admission.js';
 
 /** A build a worker on this host asked the watcher to follow. */
 export interface TrackedBuild {
@@ -162,7 +163,8 @@ export class WatcherServer {
           const about: TrackedBuild = build ?? { buildId: '', pid: 0, ...(message.jobId ? { jobId: message.jobId } : {}), ...(message.pool ? { pool: message.pool } : {}), ...(message.slot ? { slot: message.slot } : {}) };
           const fields = { buildId: about.buildId || undefined, jobId: about.jobId, pool: about.pool, slot: about.slot, exitCode: message.exitCode, failureCode: message.failureCode };
           // The mux's own log carries one line per job: the alarms on failed dispatches match `worker.failed`.
-          if (message.failureCode) this.options.logger.error({ event: 'worker.failed', ...fields }, 'job did not run');
+          if (isAdmissionRefusal(message.failureCode)) this.options.logger.warn({ event: 'worker.refused', ...fields }, 'job refused by the admission policy');
+          else if (message.failureCode) this.options.logger.error({ event: 'worker.failed', ...fields }, 'job did not run');
           else this.options.logger.info({ event: 'worker.finished', ...fields }, 'job finished');
           this.options.onEvent?.({ kind: 'worker-done', build: { ...about }, exitCode: message.exitCode, ...(message.failureCode ? { failureCode: message.failureCode } : {}) });
         }

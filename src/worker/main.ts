@@ -8,6 +8,7 @@ import { CbactionsError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { PollingBuildWaiter } from '../dispatch/build-waiter.js';
 import { createJobClients, type JobClients } from '../dispatch/job-clients.js';
+import { isAdmissionRefusal } from '../dispatch/admission.js';
 import { reportError, reportOutcome } from '../dispatch/job-report.js';
 import { jobSettings, selectPool } from '../dispatch/job-settings.js';
 import { runJob } from '../dispatch/run-job.js';
@@ -96,7 +97,8 @@ export async function runWorkerCommand(args: { mode: string; readFd: string; wri
     });
     const report = reportOutcome(outcome);
     for (const line of report.lines) process.stderr.write(`${line}\n`);
-    if (report.failureCode) log.error({ event: 'worker.failed', code: report.failureCode, buildId: outcome.buildId }, 'job did not run');
+    if (isAdmissionRefusal(report.failureCode)) log.warn({ event: 'worker.refused', jobId: outcome.jobId, code: report.failureCode, rule: outcome.admission?.rule }, 'job refused by the admission policy');
+    else if (report.failureCode) log.error({ event: 'worker.failed', code: report.failureCode, buildId: outcome.buildId }, 'job did not run');
     else log.info({ event: 'worker.finished', exitCode: outcome.exitCode, buildId: outcome.buildId }, 'job finished');
     await watcher?.finish(outcome.exitCode, outcome.failure?.code, outcome.jobId).catch(() => {});
     return outcome.exitCode;

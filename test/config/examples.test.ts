@@ -10,6 +10,7 @@ import type { z } from 'zod';
 import { loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { AlarmsSchema, DeploySchema, NetworkSchema } from '../../src/config/deploy-schema.js';
 import { BuildSettingsSchema, CodeBuildSchema, GitHubSchema, MuxSchema, PoolSchema, ServiceRoleSchema } from '../../src/config/schema.js';
+import { PolicyMatchSchema, PolicyRuleSchema, PolicySchema } from '../../src/config/policy-schema.js';
 import { runtimeConfig } from '../../src/infra/runtime-config.js';
 import { synthesizeConfig } from '../../src/infra/synth.js';
 import { PROJECT_ROOT } from '../support/runner-root.js';
@@ -34,6 +35,9 @@ describe('example configs', () => {
       ['pools[].build', BuildSettingsSchema],
       ['pools[].build.serviceRole', ServiceRoleSchema],
       ['mux', MuxSchema],
+      ['policy', PolicySchema],
+      ['policy.rules[]', PolicyRuleSchema],
+      ['policy.rules[].match', PolicyMatchSchema],
       ['deploy', DeploySchema],
       ['deploy.network', NetworkSchema],
       ['deploy.alarms', AlarmsSchema],

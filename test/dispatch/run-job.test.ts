@@ -15,6 +15,9 @@ import { PollingBuildWaiter, type BuildWaiter } from '../../src/dispatch/build-w
 import { runJob, type JobDependencies } from '../../src/dispatch/run-job.js';
 import { awsError, InMemoryBuilds } from '../support/in-memory-builds.js';
 import { jobMessage, runnerFileJson } from '../support/runner-root.js';
+import { githubContext, pullRequestContext } from '../support/context-data.js';
+import { PolicySchema } from '../../src/config/policy-schema.js';
+import { reportOutcome } from '../../src/dispatch/job-report.js';
 
 /** Frames as the listener sends them: the job, then maybe one follow-up or EOF. */
 function listenerPipe(job: string) {
@@ -368,6 +371,56 @@ describe('runJob (worker orchestration against in-memory CodeBuild)', () => {
     pipe.send(MessageType.CancelRequest);
     await expect(runJob(deps(pipe))).rejects.toMatchObject({ code: 'PIPE_UNEXPECTED_MESSAGE' });
     expect(builds.count('start')).toBe(0);
+  });
+
+  describe('the admission policy decides before StartBuild', () => {
+    const role = { arn: 'arn:aws:iam::123456789012:role/acme-app', roleId: 'AROAAPPROLE000000001' };
+    const policy = PolicySchema.parse({
+      roles: { 'acme-app': role },
+      rules: [
+        { name: 'legacy', match: { repository: 'acme/legacy' }, effect: 'refuse', reason: 'archived' },
+        { name: 'app', match: { repository: 'acme/app' }, role: 'acme-app', build: { computeType: 'BUILD_GENERAL1_2XLARGE' } },
+      ],
+    });
+
+    it('a refused job starts no build and ends with the one reason line, told to onAdmission', async () => {
+      const decisions: string[] = [];
+      const outcome = await runJob({
+        ...deps(listenerPipe(jobMessage({ jobId: 'job-legacy', github: githubContext('acme/legacy') })), { policy }),
+        onAdmission: (decision, job) => decisions.push(`${job.jobId} ${job.pool} ${decision.rule} ${decision.effect}`),
+      });
+      expect(outcome).toMatchObject({ exitCode: 1, jobId: 'job-legacy', failure: { code: 'POLICY_REFUSED', message: 'refused by policy rule "legacy": archived' } });
+      expect(reportOutcome(outcome).lines).toEqual(['cbactions: refused by policy rule "legacy": archived (POLICY_REFUSED)']);
+      expect(builds.count('start')).toBe(0);
+      expect(decisions).toEqual(['job-legacy default legacy refuse']);
+    });
+
+    it('a fork pull request on this privileged pool is refused by fork protection, with no build', async () => {
+      const outcome = await runJob(deps(listenerPipe(jobMessage({ github: pullRequestContext('acme/other', 'mallory/other') })), { policy }));
+      expect(outcome.failure?.message).toBe('the policy default matched, but pull requests from forks may not use privileged (Docker) builds (pool "default") (policy.forkProtection)');
+      expect(builds.count('start')).toBe(0);
+    });
+
+    it("runs the rule's job as the rule's role, with its overrides, and seals it for that role's build identity", async () => {
+      let userId: string | undefined;
+      builds.onStart = (build) => {
+        void (async () => {
+          builds.update(build.id, { currentPhase: 'BUILD' });
+          const binding = { buildId: build.id, userId: `${role.roleId}:AWSCodeBuild-${build.id.split(':')[1]}` };
+          const sealed = await store.take(binding, { waitMs: 30_000 });
+          await openPayload(keys, sealed, binding);
+          userId = binding.userId;
+          builds.finish(build.id, { exported: { CBACTIONS_EXIT_CODE: '100' } });
+        })();
+      };
+      const outcome = await runJob(deps(listenerPipe(jobMessage({ github: githubContext('acme/app') })), { policy, overridable: ['computeType'], defaultRoleId: 'AROAPROJECT000000001' }));
+      expect(outcome).toMatchObject({ exitCode: 100, admission: { effect: 'run', rule: 'app', role: 'acme-app' } });
+      const request = builds.calls.find((call) => call.op === 'start')?.arg as StartBuildRequest;
+      expect(request.serviceRoleArn).toBe(role.arn);
+      expect(request.computeType).toBe('BUILD_GENERAL1_2XLARGE');
+      expect(request.environmentVariables.CBACTIONS_PAYLOAD_ROLE_ID).toBe(role.roleId);
+      expect(userId).toMatch(/^AROAAPPROLE000000001:AWSCodeBuild-/);
+    });
   });
 
   describe('a follow-up before the build exists', () => {

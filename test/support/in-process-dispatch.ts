@@ -1,5 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
 import { loadConfigFile } from '../../src/config/load.js';
 import { AwsCodeBuildApi } from '../../src/dispatch/codebuild-api.js';
@@ -12,6 +14,8 @@ import type { BuildServiceProcess } from './build-service.js';
 export interface InProcessDispatch {
   socketPath: string;
   events: DispatchEvent[];
+  /** Every admission decision, as the mux counts them in /metrics. */
+  admissions: { jobId: string; pool: string; rule: string; effect: string }[];
   /** What the listener of slot `default-0` would have in its environment for the shim. */
   env: Record<string, string>;
   logPath: string;
@@ -24,7 +28,14 @@ export interface InProcessDispatch {
  * `default-0` whose runner files are in `slotConfigDir`. Its log goes to a file under
  * `stateDir`, so a test that scans files for a secret scans it too.
  */
-export async function startInProcessDispatch(options: { service: BuildServiceProcess; configPath: string; stateDir: string; slotConfigDir: string }): Promise<InProcessDispatch> {
+export async function startInProcessDispatch(options: {
+  service: BuildServiceProcess;
+  configPath: string;
+  stateDir: string;
+  slotConfigDir: string;
+  /** For KMS/S3 payloads: the client config of the AWS they are on (moto's). */
+  aws?: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+}): Promise<InProcessDispatch> {
   const config = await loadConfigFile(options.configPath, { runtime: true });
   const codebuild = options.service.client({ maxAttempts: 1 });
   const builds = new AwsCodeBuildApi(codebuild);
@@ -33,8 +44,11 @@ export async function startInProcessDispatch(options: { service: BuildServicePro
   const logger = createLogger({ name: 'cbactions-mux', level: 'debug', destination: pino.destination({ dest: logPath, mkdir: true, sync: true }) });
   const watcher = new BuildWatcher(builds, logger, { minIntervalMs: 250, maxCallsPerSecond: 8, throttleMaxMs: 4000 });
   watcher.start();
-  const services = createPayloadServices(payloadRefsFromConfig(config.payloads, { baseDir: dirname(options.configPath) }), {});
+  const kms = options.aws ? new KMSClient(options.aws) : undefined;
+  const s3 = options.aws ? new S3Client({ ...options.aws, forcePathStyle: true }) : undefined;
+  const services = createPayloadServices(payloadRefsFromConfig(config.payloads, { baseDir: dirname(options.configPath) }), { ...(kms ? { kms } : {}), ...(s3 ? { s3 } : {}) });
   const events: DispatchEvent[] = [];
+  const admissions: InProcessDispatch['admissions'] = [];
   const socketPath = join(options.stateDir, DISPATCH_SOCKET_NAME);
   const server = await DispatchServer.listen({
     socketPath,
@@ -46,16 +60,20 @@ export async function startInProcessDispatch(options: { service: BuildServicePro
     slot: (slotId) => (slotId === 'default-0' ? { pool: 'default', configDir: options.slotConfigDir } : undefined),
     logger,
     onEvent: (event) => events.push(event),
+    onAdmission: (decision, job) => admissions.push({ jobId: job.jobId, pool: job.pool, rule: decision.rule, effect: decision.effect }),
   });
   return {
     socketPath,
     events,
+    admissions,
     env: { [DISPATCH_SOCKET_VARIABLE]: socketPath, CBACTIONS_SLOT: 'default-0' },
     logPath,
     stop: async () => {
       await server.close();
       await watcher.close();
       codebuild.destroy();
+      kms?.destroy();
+      s3?.destroy();
     },
   };
 }

@@ -48,6 +48,10 @@ export interface JobPathRigOptions {
   payloads?: Record<string, unknown>;
   /** Merged into the one pool's settings. */
   pool?: Record<string, unknown>;
+  /** In-process dispatch with KMS/S3 payloads: the client config of the AWS they are on (moto's). */
+  aws?: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  /** The config's policy section. */
+  policy?: Record<string, unknown>;
   /** Merged into the build service's config (beside its one project). */
   serviceConfig?: Record<string, unknown>;
   /** Added to the build service's environment (which builds inherit, as from the image). */
@@ -73,6 +77,7 @@ export async function startJobPathRig(options: JobPathRigOptions = {}): Promise<
       codebuild: { projectName: 'cbactions', region: 'us-east-1' },
       payloads: options.payloads ?? { key: { local: { file: keyFile } }, store: { local: { dir: payloadDir } } },
       pools: [{ name: 'default', labels: ['cbactions'], slots: 1, ...(options.pool ?? {}) }],
+      ...(options.policy ? { policy: options.policy } : {}),
     }),
   );
   mkdirSync(join(base, 'build-service'));
@@ -95,7 +100,7 @@ export async function startJobPathRig(options: JobPathRigOptions = {}): Promise<
   const workerLog = join(base, 'worker.log');
   const dispatch = options.dispatch ?? 'worker';
   // The listener root holds the slot's .runner (the worker reads it from the parent of its cwd).
-  const inProcess = dispatch === 'in-process' ? await startInProcessDispatch({ service, configPath, stateDir: join(base, 'mux-state'), slotConfigDir: listenerRoot }) : undefined;
+  const inProcess = dispatch === 'in-process' ? await startInProcessDispatch({ service, configPath, stateDir: join(base, 'mux-state'), slotConfigDir: listenerRoot, ...(options.aws ? { aws: options.aws } : {}) }) : undefined;
   const workerEnv: NodeJS.ProcessEnv = {
     ...process.env,
     ...service.clientEnv(),

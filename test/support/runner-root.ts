@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { contextTree } from './context-data.js';
 
 export const PROJECT_ROOT = resolve(import.meta.dirname, '../..');
 export const CBACTIONS_BIN = join(PROJECT_ROOT, 'bin', 'cbactions');
@@ -57,7 +58,18 @@ export function makeListenerRoot(parent = mkdtempSync(join(tmpdir(), 'listener-r
 
 /** A job message shaped like a RunnerJobRequest, with the fake worker's instructions. */
 export function jobMessage(
-  options: { jobId?: string; action?: string; seconds?: number; secret?: string; padding?: string; crashCode?: number; exitCode?: number; rendezvousDir?: string } = {},
+  options: {
+    jobId?: string;
+    action?: string;
+    seconds?: number;
+    secret?: string;
+    padding?: string;
+    crashCode?: number;
+    exitCode?: number;
+    rendezvousDir?: string;
+    /** The `github` context (plain values; encoded as the runner's typed tree). */
+    github?: Record<string, unknown>;
+  } = {},
 ): string {
   const variables: Record<string, { value: string; isSecret?: boolean }> = {
     'fake.action': { value: options.action ?? 'succeed' },
@@ -85,7 +97,7 @@ export function jobMessage(
         },
       ],
     },
-    contextData: { github: { t: 2, d: [{ k: 'repository', v: 'octo/repo' }] } },
+    contextData: { github: options.github ? contextTree(options.github) : { t: 2, d: [{ k: 'repository', v: 'octo/repo' }] } },
     variables,
     steps: [],
     mask: [{ type: 'regex', value: options.secret ?? 'ghs_not-a-real-token' }],
