@@ -1,5 +1,6 @@
 /** Prometheus metrics of the mux, in a registry of its own (served at `/metrics`). */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PoolCapacity } from './elastic-pool.js';
 import { SLOT_STATES, type SlotState } from './status-model.js';
 
 export class MuxMetrics {
@@ -10,9 +11,13 @@ export class MuxMetrics {
   readonly listenerRestarts: Counter<'pool' | 'exit_code'>;
   readonly poolStopped: Gauge<'pool'>;
   readonly taskProtection: Gauge;
+  readonly listenersStarted: Counter<'pool'>;
+  readonly listenersRetired: Counter<'pool' | 'reason'>;
+  readonly jobWaitAtMax: Histogram<'pool'>;
+  readonly poolAtMaxSeconds: Counter<'pool'>;
 
-  /** `slotStates` is read at every scrape, so the gauge is never stale. */
-  constructor(slotStates: () => { pool: string; state: SlotState }[]) {
+  /** `slotStates` and `capacity` are read at every scrape, so the gauges are never stale. */
+  constructor(slotStates: () => { pool: string; state: SlotState }[], capacity: () => PoolCapacity[] = () => []) {
     const registers = [this.registry];
     new Gauge({
       name: 'cbactions_mux_slots',
@@ -46,5 +51,34 @@ export class MuxMetrics {
     });
     this.poolStopped = new Gauge({ name: 'cbactions_mux_pool_stopped', help: '1 when a pool was stopped because a person must act (self-update attempt, deprecated runner version)', labelNames: ['pool'] as const, registers });
     this.taskProtection = new Gauge({ name: 'cbactions_mux_task_protection_enabled', help: '1 while ECS task scale-in protection is held', registers });
+    new Gauge({
+      name: 'cbactions_mux_pool_capacity',
+      help: 'Per pool: listeners by kind (busy, idle, starting), registrations held ahead (prepared), and the targets (idle_target, prepared_target, max)',
+      labelNames: ['pool', 'kind'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of capacity()) {
+          for (const kind of ['busy', 'idle', 'starting', 'prepared', 'registering', 'idleTarget', 'preparedTarget', 'max'] as const) {
+            this.set({ pool: pool.pool, kind: kind.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`) }, pool[kind]);
+          }
+        }
+      },
+    });
+    this.listenersStarted = new Counter({ name: 'cbactions_mux_listeners_started_total', help: 'Listener processes started (a new registration, or a restart)', labelNames: ['pool'] as const, registers });
+    this.listenersRetired = new Counter({
+      name: 'cbactions_mux_listeners_retired_total',
+      help: 'Idle listeners and prepared registrations the pool retired (registration deleted), by reason',
+      labelNames: ['pool', 'reason'] as const,
+      registers,
+    });
+    this.jobWaitAtMax = new Histogram({
+      name: 'cbactions_mux_job_wait_at_max_seconds',
+      help: 'Jobs picked up at once by a listener that started after the pool had been at its maximum: time since the pool reached it (an upper bound of the time the job waited in GitHub\'s queue)',
+      labelNames: ['pool'] as const,
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+      registers,
+    });
+    this.poolAtMaxSeconds = new Counter({ name: 'cbactions_mux_pool_at_max_seconds_total', help: 'Time the pool spent with max listeners, all busy (jobs beyond that wait in GitHub\'s queue)', labelNames: ['pool'] as const, registers });
   }
 }
