@@ -19,7 +19,7 @@ import { ListenerProcess, type ListenerExitInfo } from './listener-process.js';
 import type { MuxMetrics } from './metrics.js';
 import { randomSuffix, runnerName } from './naming.js';
 import { RestartBackoff, type RestartBackoffPolicy } from './restart-backoff.js';
-import type { RunnerGroup, RunnerRegistry } from './runner-registry.js';
+import { RegistryErrorCode, type RunnerGroup, type RunnerRegistry } from './runner-registry.js';
 import { clearRegistrationFiles, readRegistrationFiles, writeRegistrationFiles, type SlotLayout } from './slot-layout.js';
 import type { SlotState, SlotStatus } from './status-model.js';
 
@@ -397,20 +397,40 @@ export class Slot {
     this.#log.info({ event: 'mux.listener-started', runner: registration.name, pid: listener.pid });
     this.options.metrics.listenersStarted.inc({ pool: this.options.pool });
     if (!this.#jobStarted) this.#setState(stop.aborted ? 'draining' : 'starting');
-    const onStop = () => {
-      if (this.#isBusy(listener)) {
-        this.#setState('draining');
-        this.#log.info({ event: 'mux.slot-draining', runner: registration.name, job: this.#job });
-        return;
+    const drain = () => {
+      this.#setState('draining');
+      this.#log.info({ event: 'mux.slot-draining', runner: registration.name, job: this.#job });
+    };
+    // An idle listener may be handed a job at any moment, even while a SIGTERM is on its way
+    // (its poll in flight): delete the registration first, so GitHub hands it nothing more —
+    // and refuses the delete if it already has (a busy runner) — and signal it only then.
+    const onStop = async () => {
+      if (this.#isBusy(listener)) return drain();
+      if (!this.#registrationGone) {
+        try {
+          const existed = await this.options.registry.deleteRunner(registration.runnerId);
+          this.#registrationGone = true;
+          this.options.onReleased(registration.runnerId);
+          this.#log.info({ event: 'mux.registration-removed', runner: registration.name, runnerId: registration.runnerId, existed });
+        } catch (error) {
+          if ((error as { code?: unknown }).code === RegistryErrorCode.Invalid) {
+            this.#log.info({ event: 'mux.stop-refused-busy', runner: registration.name, error: describeError(error) });
+            return drain();
+          }
+          // GitHub unreachable: stop it anyway (the exit sweep and the next life retry the delete).
+          this.#log.warn({ event: 'mux.registration-remove-failed', runner: registration.name, runnerId: registration.runnerId, error: describeError(error) });
+        }
       }
+      if (this.#isBusy(listener)) return drain();
       stoppedByMux = true;
       this.#log.info({ event: 'mux.listener-stopping', runner: registration.name, reason: 'idle slot while stopping' });
       void listener.stop(this.options.stopGraceMs);
     };
-    if (stop.aborted) onStop();
-    else stop.addEventListener('abort', onStop, { once: true });
+    const onAbort = () => void onStop();
+    if (stop.aborted) onAbort();
+    else stop.addEventListener('abort', onAbort, { once: true });
     const exit = await listener.done;
-    stop.removeEventListener('abort', onStop);
+    stop.removeEventListener('abort', onAbort);
     if (this.#stopping) stoppedByMux = true;
     if (this.#jobStarted) {
       const result = this.#jobResult ?? 'unknown';

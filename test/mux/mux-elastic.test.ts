@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MuxStatus } from '../../src/mux/status-model.js';
 import { startFakeGitHub, type FakeGitHub, type FakeJob } from '../support/fake-github.js';
-import { eventsNamed, killEverything, makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, startMux, waitFor, writeConfig, type MuxProcess } from './helpers.js';
+import { eventsNamed, killEverything, makeMuxRunnerRoot, muxConfig, namedJob, startMux, waitFor, writeConfig, type MuxProcess } from './helpers.js';
 
 type Capacity = NonNullable<MuxStatus['pools'][number]['capacity']>;
 
@@ -31,7 +31,9 @@ describe('cbactions mux: elastic pools', () => {
       runnerRoot: makeMuxRunnerRoot(join(dir, 'runner')),
       stateDir: join(dir, 'state'),
       pools: [{ name: 'el', labels: ['el'], ...pool } as unknown as { name: string; labels: string[]; slots: number }],
-      mux: { isolation: 'preload', preloadPath: PRELOAD_SO, drainTimeoutSeconds: 120 },
+      // Hard-link roots: each slot its own `_work`, so the fake workers' rendezvous files of
+      // jobs running at once cannot meet in one shared `_work/_temp` (the real jobs run in CodeBuild).
+      mux: { isolation: 'hardlink', drainTimeoutSeconds: 120 },
     });
     const mux = await startMux(writeConfig(dir, config), { FAKE_LISTENER_STARTUP_MS: String(startupMs) });
     return { mux, github: fake, rendezvous, release: () => writeFileSync(join(rendezvous, 'go'), '') };
