@@ -126,20 +126,21 @@ export const PoolFieldsSchema = z.strictObject({
 
 /**
  * A pool's capacity: `slots: N` is the fixed pool (idle = max = N, as before); `idle` + `max`
- * make it elastic (src/mux/elastic-pool.ts). The output always has `idle` and `max` and no
- * `slots`, so a parsed config parses again to the same (the CDK app re-serializes it).
+ * make it elastic (src/mux/elastic-pool.ts). The output always has `idle` and `max` (and
+ * `slots` when given, then equal to both), so a parsed config parses again to the same.
  */
 export const PoolSchema = PoolFieldsSchema.superRefine((pool, ctx) => {
-  if (pool.slots !== undefined && (pool.idle !== undefined || pool.max !== undefined)) {
-    ctx.addIssue({ code: 'custom', path: ['slots'], message: 'slots is the shorthand for idle = max: give either slots, or idle and max' });
+  const { slots } = pool;
+  if (slots !== undefined && ((pool.idle !== undefined && pool.idle !== slots) || (pool.max !== undefined && pool.max !== slots))) {
+    ctx.addIssue({ code: 'custom', path: ['slots'], message: `slots is the shorthand for idle = max = ${slots}: give either slots, or idle and max` });
   }
-  if (pool.idle !== undefined && pool.max === undefined) ctx.addIssue({ code: 'custom', path: ['max'], message: 'an elastic pool (idle) needs max, the most listeners it may run' });
+  if (slots === undefined && pool.idle !== undefined && pool.max === undefined) ctx.addIssue({ code: 'custom', path: ['max'], message: 'an elastic pool (idle) needs max, the most listeners it may run' });
   if (pool.idle !== undefined && pool.max !== undefined && pool.idle > pool.max) ctx.addIssue({ code: 'custom', path: ['idle'], message: `idle (${pool.idle}) cannot exceed max (${pool.max})` });
   const most = pool.max ?? pool.slots ?? 1;
   if (pool.prepared > most) ctx.addIssue({ code: 'custom', path: ['prepared'], message: `prepared (${pool.prepared}) cannot exceed the pool's most listeners (${most})` });
-}).transform(({ slots, ...pool }) => {
-  const max = pool.max ?? slots ?? 1;
-  const idle = pool.idle ?? (pool.max !== undefined ? 1 : max);
+}).transform((pool) => {
+  const max = pool.max ?? pool.slots ?? 1;
+  const idle = pool.idle ?? (pool.max !== undefined && pool.slots === undefined ? 1 : max);
   return { ...pool, idle, max };
 });
 export type Pool = z.infer<typeof PoolSchema>;

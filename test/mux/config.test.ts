@@ -51,7 +51,8 @@ describe('config: github and mux sections', () => {
   it('pool capacity: slots is the shorthand for idle = max; idle + max make it elastic; contradictions name their field', () => {
     const pool = (fields: Record<string, unknown>) => parseConfig({ ...base(), pools: [{ name: 'linux', labels: ['cbactions'], ...fields }] }).pools[0];
     expect(pool({ slots: 4 })).toMatchObject({ idle: 4, max: 4, prepared: 0 });
-    expect(pool({ slots: 4 })).not.toHaveProperty('slots');
+    expect(pool({ slots: 4 })).toMatchObject({ slots: 4 });
+    expect(pool({ slots: 4, idle: 4, max: 4 })).toMatchObject({ slots: 4, idle: 4, max: 4 });
     expect(pool({ idle: 2, max: 50, prepared: 10, coolDownSeconds: 60 })).toMatchObject({ idle: 2, max: 50, prepared: 10, coolDownSeconds: 60 });
     expect(pool({ max: 8 })).toMatchObject({ idle: 1, max: 8 });
     // A parsed config parses again to the same (the CDK app re-serializes it).
