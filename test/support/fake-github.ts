@@ -224,6 +224,19 @@ export class FakeGitHub {
     return job;
   }
 
+  /**
+   * What GitHub does once a job's lease is no longer renewed (its listener died): the job ends
+   * as abandoned and its runner is no longer busy, so it can be deleted.
+   */
+  abandon(job: FakeJob): void {
+    if (job.status !== 'assigned') return;
+    job.status = 'completed';
+    job.result = 'Abandoned';
+    job.exitCode = null;
+    const runner = [...this.runners.values()].find((candidate) => candidate.name === job.runnerName);
+    if (runner) runner.busy = false;
+  }
+
   instruct(instruction: Omit<FakeInstruction, 'count'> & { count?: number }): void {
     this.instructions.push({ count: 1, ...instruction });
     this.#wakeAll();
