@@ -30,7 +30,7 @@ describe('cbactions mux: elastic pools', () => {
       fake,
       runnerRoot: makeMuxRunnerRoot(join(dir, 'runner')),
       stateDir: join(dir, 'state'),
-      pools: [{ name: 'el', labels: ['el'], ...pool } as unknown as { name: string; labels: string[]; slots: number }],
+      pools: [{ name: 'el', labels: ['el'], ...pool }],
       // Hard-link roots: each slot its own `_work`, so the fake workers' rendezvous files of
       // jobs running at once cannot meet in one shared `_work/_temp` (the real jobs run in CodeBuild).
       mux: { isolation: 'hardlink', drainTimeoutSeconds: 120 },
