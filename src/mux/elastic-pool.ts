@@ -24,7 +24,7 @@ import type { SlotState } from './status-model.js';
 /** Half of the day after which GitHub removes an ephemeral runner that never connected. */
 export const PREPARED_MAX_AGE_MS = 12 * 3600_000;
 /** A job taken this soon after its listener became idle was already waiting in GitHub's queue. */
-const PICKED_AT_ONCE_MS = 2_000;
+const PICKED_AT_ONCE_MS = 5_000;
 
 export interface PoolCapacitySettings {
   idle: number;
