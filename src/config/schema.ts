@@ -102,16 +102,49 @@ export const BuildSettingsSchema = z.strictObject({
 });
 export type BuildSettings = z.infer<typeof BuildSettingsSchema>;
 
-export const PoolSchema = z.strictObject({
+/** Most listeners one pool may run per mux (slot directories are `<pool>-<index>`). */
+export const MAX_POOL_LISTENERS = 100;
+
+/** The fields of a pool, before its capacity is resolved (PoolSchema). */
+export const PoolFieldsSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'lower-case letters, digits and "-", at most 31 characters'),
   labels: z
     .array(z.string().min(1).max(256).regex(/^[^,]+$/, 'a label cannot contain ","'))
     .min(1)
     .max(100),
-  slots: z.number().int().min(1).max(100).default(1),
+  /** Fixed pool: this many listeners, always (the shorthand for idle = max). */
+  slots: z.number().int().min(1).max(MAX_POOL_LISTENERS).optional(),
+  /** Elastic pool: idle listeners kept ready for the next jobs (at least 1: only a listening runner learns of a job). */
+  idle: z.number().int().min(1).max(MAX_POOL_LISTENERS).optional(),
+  /** Elastic pool: most listeners (busy + idle + starting) per mux. */
+  max: z.number().int().min(1).max(MAX_POOL_LISTENERS).optional(),
+  /** Registrations (JIT configs) held ahead of need, listener not started, so a burst does not wait on GitHub's write rate. */
+  prepared: z.number().int().min(0).max(MAX_POOL_LISTENERS).default(0),
+  /** How long an idle listener above the target (or a surplus prepared registration) waits before it is retired. */
+  coolDownSeconds: z.number().int().min(0).max(86_400).default(300),
   build: BuildSettingsSchema.default(() => BuildSettingsSchema.parse({})),
   /** Build settings a policy rule may change for this pool's jobs (policy.rules[].build); none by default. */
   overridable: z.array(z.enum(OVERRIDABLE_SETTINGS)).max(OVERRIDABLE_SETTINGS.length).default(() => []),
+});
+
+/**
+ * A pool's capacity: `slots: N` is the fixed pool (idle = max = N, as before); `idle` + `max`
+ * make it elastic (src/mux/elastic-pool.ts). The output always has `idle` and `max` (and
+ * `slots` when given, then equal to both), so a parsed config parses again to the same.
+ */
+export const PoolSchema = PoolFieldsSchema.superRefine((pool, ctx) => {
+  const { slots } = pool;
+  if (slots !== undefined && ((pool.idle !== undefined && pool.idle !== slots) || (pool.max !== undefined && pool.max !== slots))) {
+    ctx.addIssue({ code: 'custom', path: ['slots'], message: `slots is the shorthand for idle = max = ${slots}: give either slots, or idle and max` });
+  }
+  if (slots === undefined && pool.idle !== undefined && pool.max === undefined) ctx.addIssue({ code: 'custom', path: ['max'], message: 'an elastic pool (idle) needs max, the most listeners it may run' });
+  if (pool.idle !== undefined && pool.max !== undefined && pool.idle > pool.max) ctx.addIssue({ code: 'custom', path: ['idle'], message: `idle (${pool.idle}) cannot exceed max (${pool.max})` });
+  const most = pool.max ?? pool.slots ?? 1;
+  if (pool.prepared > most) ctx.addIssue({ code: 'custom', path: ['prepared'], message: `prepared (${pool.prepared}) cannot exceed the pool's most listeners (${most})` });
+}).transform((pool) => {
+  const max = pool.max ?? pool.slots ?? 1;
+  const idle = pool.idle ?? (pool.max !== undefined && pool.slots === undefined ? 1 : max);
+  return { ...pool, idle, max };
 });
 export type Pool = z.infer<typeof PoolSchema>;
 
@@ -234,6 +267,9 @@ export const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['pools', index, 'name'], message: `pool name "${pool.name}" is already used by pools[${previous}]` });
       }
       seen.set(pool.name, index);
+      if (pool.prepared > 0 && config.github.registration !== 'jit') {
+        ctx.addIssue({ code: 'custom', path: ['pools', index, 'prepared'], message: `pool "${pool.name}": registrations ahead of need are JIT configs; github.registration "token" registers through Runner.Listener configure, which writes into the slot itself: set prepared to 0` });
+      }
       for (const issue of buildSettingsProblems(pool.build)) {
         ctx.addIssue({ code: 'custom', path: ['pools', index, 'build', issue.field], message: `pool "${pool.name}": ${issue.message}` });
       }

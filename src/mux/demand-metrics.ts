@@ -17,22 +17,10 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { publishMetrics, type EmfMetric } from '../util/emf.js';
 import { describeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
-import type { MuxStatus, SlotState } from './status-model.js';
+import type { PoolCapacity } from './elastic-pool.js';
 
-/** Live counts of one pool of one mux (the elastic pools report them through `Mux.capacity()`). */
-export interface PoolCapacity {
-  pool: string;
-  /** Listeners running a job (or finishing one while the mux drains). */
-  busy: number;
-  /** Listeners registered and waiting for a job. */
-  idle: number;
-  /** Listeners registering, starting or backing off before a retry. */
-  starting: number;
-  /** Idle listeners the pool keeps ready. */
-  idleTarget: number;
-  /** The most listeners the pool may run in this task. */
-  max: number;
-}
+/** Live counts of one pool of one mux: `Mux.capacity()` (elastic-pool.ts). */
+export type { PoolCapacity };
 
 export const DemandMetric = {
   BusyListeners: 'BusyListeners',
@@ -52,30 +40,6 @@ export const DemandDimension = {
   Pool: 'Pool',
 } as const;
 
-/**
- * Today's pools are fixed (`slots`: idle target = maximum = slots), read from `/status`. A
- * stopped slot counts as neither busy, idle nor starting, so a stopped pool shows its whole
- * idle target as shortfall.
- */
-export function capacityFromStatus(status: Pick<MuxStatus, 'pools' | 'slots'>): PoolCapacity[] {
-  const kind: Record<SlotState, 'busy' | 'idle' | 'starting' | undefined> = {
-    busy: 'busy',
-    draining: 'busy',
-    idle: 'idle',
-    registering: 'starting',
-    'backing-off': 'starting',
-    stopped: undefined,
-  };
-  return status.pools.map((pool) => {
-    const counts = { busy: 0, idle: 0, starting: 0 };
-    for (const slot of status.slots) {
-      const counted = slot.pool === pool.name ? kind[slot.state] : undefined;
-      if (counted !== undefined) counts[counted]++;
-    }
-    return { pool: pool.name, ...counts, idleTarget: pool.slots, max: pool.slots };
-  });
-}
-
 interface Figures {
   busy: number;
   idle: number;
@@ -88,8 +52,9 @@ function poolFigures(pool: PoolCapacity): Figures {
   return {
     busy: pool.busy,
     idle: pool.idle,
-    starting: pool.starting,
-    shortfall: Math.max(0, pool.idleTarget - pool.idle - pool.starting),
+    // A registration on its way is a listener starting, as far as demand goes.
+    starting: pool.starting + pool.registering,
+    shortfall: Math.max(0, pool.idleTarget - pool.idle - pool.starting - pool.registering),
     utilization: pool.max > 0 ? Math.min(100, (100 * pool.busy) / pool.max) : 0,
   };
 }

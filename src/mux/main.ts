@@ -21,7 +21,7 @@ import { consumeBuildEvents, SqsEventQueue } from '../watcher/build-events.js';
 import { BuildWatcher } from '../watcher/build-watcher.js';
 import { WATCHER_SOCKET_VARIABLE } from '../watcher/protocol.js';
 import { WatcherServer } from '../watcher/watcher-server.js';
-import { capacityFromStatus, DemandMetrics } from './demand-metrics.js';
+import { DemandMetrics } from './demand-metrics.js';
 import { DISPATCH_SOCKET_NAME, DISPATCH_SOCKET_VARIABLE, DispatchServer } from './dispatch-server.js';
 import { createGitHubClient } from './github-client.js';
 import { muxInstanceId } from './instance-id.js';
@@ -181,7 +181,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
     if (demandMetricsEnabled(config.mux.demandMetrics.publish, env[MuxEnv.EcsAgentUri])) {
       // Fixed slots today (idle target = maximum = slots); the elastic pools' Mux.capacity() takes this place.
       demand = new DemandMetrics({
-        capacity: () => capacityFromStatus(mux.status()),
+        capacity: () => mux.capacity(),
         project: config.codebuild.projectName,
         task: instance,
         intervalMs: config.mux.demandMetrics.intervalSeconds * 1000,

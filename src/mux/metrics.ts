@@ -1,6 +1,7 @@
 /** Prometheus metrics of the mux, in a registry of its own (served at `/metrics`). */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AdmissionDecision } from '../dispatch/admission.js';
+import type { PoolCapacity } from './elastic-pool.js';
 import { SLOT_STATES, type SlotState } from './status-model.js';
 
 export class MuxMetrics {
@@ -18,9 +19,13 @@ export class MuxMetrics {
   readonly standbyCost: Counter<'pool' | 'currency'>;
   readonly standbyBilledSeconds: Counter<'pool'>;
   readonly policyDecisions: Counter<'pool' | 'rule' | 'effect'>;
+  readonly listenersStarted: Counter<'pool'>;
+  readonly listenersRetired: Counter<'pool' | 'reason'>;
+  readonly jobWaitAtMax: Histogram<'pool'>;
+  readonly poolAtMaxSeconds: Counter<'pool'>;
 
-  /** `slotStates` is read at every scrape, so the gauge is never stale. */
-  constructor(slotStates: () => { pool: string; state: SlotState }[]) {
+  /** `slotStates` and `capacity` are read at every scrape, so the gauges are never stale. */
+  constructor(slotStates: () => { pool: string; state: SlotState }[], capacity: () => PoolCapacity[] = () => []) {
     const registers = [this.registry];
     new Gauge({
       name: 'cbactions_mux_slots',
@@ -80,6 +85,35 @@ export class MuxMetrics {
       labelNames: ['pool', 'rule', 'effect'] as const,
       registers,
     });
+    new Gauge({
+      name: 'cbactions_mux_pool_capacity',
+      help: 'Per pool: listeners by kind (busy, idle, starting), registrations held ahead (prepared), and the targets (idle_target, prepared_target, max)',
+      labelNames: ['pool', 'kind'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of capacity()) {
+          for (const kind of ['busy', 'idle', 'starting', 'prepared', 'registering', 'idleTarget', 'preparedTarget', 'max'] as const) {
+            this.set({ pool: pool.pool, kind: kind.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`) }, pool[kind]);
+          }
+        }
+      },
+    });
+    this.listenersStarted = new Counter({ name: 'cbactions_mux_listeners_started_total', help: 'Listener processes started (a new registration, or a restart)', labelNames: ['pool'] as const, registers });
+    this.listenersRetired = new Counter({
+      name: 'cbactions_mux_listeners_retired_total',
+      help: 'Idle listeners and prepared registrations the pool retired (registration deleted), by reason',
+      labelNames: ['pool', 'reason'] as const,
+      registers,
+    });
+    this.jobWaitAtMax = new Histogram({
+      name: 'cbactions_mux_job_wait_at_max_seconds',
+      help: 'Jobs picked up at once by a listener that started after the pool had been at its maximum: time since the pool reached it (an upper bound of the time the job waited in GitHub\'s queue)',
+      labelNames: ['pool'] as const,
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+      registers,
+    });
+    this.poolAtMaxSeconds = new Counter({ name: 'cbactions_mux_pool_at_max_seconds_total', help: 'Time the pool spent with max listeners, all busy (jobs beyond that wait in GitHub\'s queue)', labelNames: ['pool'] as const, registers });
   }
 
   /** One admission decision of in-process dispatch (dispatch-server.ts `onAdmission`). */

@@ -11,6 +11,8 @@ import { ExitCode } from '../protocol/exit-codes.js';
 import { CbactionsError, describeError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { CodeBuildApi } from '../dispatch/codebuild-api.js';
+import type { Clock } from '../util/clock.js';
+import { ElasticPool, type PoolCapacity } from './elastic-pool.js';
 import { chooseIsolation, IsolationErrorCode, type IsolationChoice } from './isolation.js';
 import { MuxMetrics } from './metrics.js';
 import { JobMetrics } from './job-metrics.js';
@@ -18,8 +20,8 @@ import { isOwnRunnerName } from './naming.js';
 import { cleanPreviousLife, type MuxJournal, type PreviousJournal } from './previous-life.js';
 import type { RegisteredRunner, RunnerGroup, RunnerRegistry } from './runner-registry.js';
 import { scopeWebUrl } from './scope.js';
-import { ISOLATION_ENV_NAMES, prepareSlotLayout } from './slot-layout.js';
-import { Slot } from './slot.js';
+import { ISOLATION_ENV_NAMES, prepareSlotLayout, type SlotLayout } from './slot-layout.js';
+import { Slot, type SlotGate } from './slot.js';
 import type { MuxStatus, PoolStatus } from './status-model.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
 import { TaskProtection } from './task-protection.js';
@@ -83,6 +85,8 @@ export interface MuxDependencies {
   instance?: string;
   fetchImpl?: typeof fetch;
   random?: () => number;
+  /** Time for the pools' cool-downs (default: the system clock). */
+  clock?: Clock;
 }
 
 export const MuxErrorCode = {
@@ -94,7 +98,7 @@ export const MuxErrorCode = {
 interface PoolRuntime {
   name: string;
   labels: string[];
-  slots: Slot[];
+  elastic: ElasticPool;
   stop: AbortController;
   stopped: PoolStatus['stopped'];
 }
@@ -104,7 +108,8 @@ export class Mux {
   /** Start latency and cost per job and per standby build (`/metrics` and CloudWatch). */
   readonly jobMetrics: JobMetrics;
   #pools: PoolRuntime[] = [];
-  #slots: Slot[] = [];
+  /** Slot directories by slot id, made once: a slot index comes and goes with the pool's size. */
+  #layouts = new Map<string, Promise<SlotLayout>>();
   #isolation: IsolationChoice | undefined;
   #draining = false;
   #startedAt = new Date();
@@ -116,7 +121,10 @@ export class Mux {
 
   constructor(private readonly deps: MuxDependencies) {
     this.#log = deps.logger;
-    this.metrics = new MuxMetrics(() => this.#slots.map((slot) => ({ pool: slot.pool, state: slot.state })));
+    this.metrics = new MuxMetrics(
+      () => this.#slots.map((slot) => ({ pool: slot.pool, state: slot.state })),
+      () => this.capacity(),
+    );
     this.jobMetrics = new JobMetrics(this.metrics, deps.logger, deps.config.pricing);
     this.#protection = new TaskProtection({
       agentUri: deps.ecsAgentUri,
@@ -125,6 +133,16 @@ export class Mux {
       fetchImpl: deps.fetchImpl,
       onChange: (enabled) => this.metrics.taskProtection.set(enabled ? 1 : 0),
     });
+  }
+
+  /** Every slot of every pool, now (pools grow and shrink). */
+  get #slots(): Slot[] {
+    return this.#pools.flatMap((pool) => pool.elastic.slots());
+  }
+
+  /** Live counts and targets per pool (contracts.md: the demand signal elastic-infra publishes). */
+  capacity(): PoolCapacity[] {
+    return this.#pools.map((pool) => pool.elastic.capacity());
   }
 
   /** URL of the status endpoint once started. */
@@ -166,7 +184,10 @@ export class Mux {
       isolation: this.#isolation ? { kind: this.#isolation.kind, reason: this.#isolation.reason } : { kind: 'pending', reason: 'starting' },
       registration: this.deps.config.github.registration,
       taskProtection: { available: this.#protection.available, enabled: this.#protection.enabled },
-      pools: this.#pools.map((pool) => ({ name: pool.name, labels: pool.labels, slots: pool.slots.length, stopped: pool.stopped })),
+      pools: this.#pools.map((pool) => {
+        const { pool: _name, ...capacity } = pool.elastic.capacity();
+        return { name: pool.name, labels: pool.labels, slots: pool.elastic.slots().length, stopped: pool.stopped, capacity, coolDownSeconds: pool.elastic.settings.coolDownMs / 1000 };
+      }),
       slots: this.#slots.map((slot) => slot.status()),
     };
   }
@@ -190,11 +211,16 @@ export class Mux {
     await this.#removeStaleRegistrations(signal);
     await this.#createSlots(runnerRoot, stateDir, runnerGroup);
     this.#statusServer = await startStatusServer({ host: config.mux.statusHost, port: config.mux.statusPort, status: () => this.status(), metrics: this.metrics.registry, logger: this.#log });
-    this.#log.info({ event: 'mux.started', statusUrl: this.#statusServer.url, pools: this.#pools.map((pool) => ({ name: pool.name, slots: pool.slots.length, labels: pool.labels })), isolation: this.#isolation.kind });
+    this.#log.info({
+      event: 'mux.started',
+      statusUrl: this.#statusServer.url,
+      pools: this.#pools.map((pool) => ({ name: pool.name, idle: pool.elastic.settings.idle, max: pool.elastic.settings.max, prepared: pool.elastic.settings.prepared, labels: pool.labels })),
+      isolation: this.#isolation.kind,
+    });
 
     let exitCode: number = ExitCode.Ok;
     try {
-      const running = this.#pools.flatMap((pool) => pool.slots.map((slot) => slot.run(AbortSignal.any([signal, pool.stop.signal]))));
+      const running = this.#pools.map((pool) => pool.elastic.run(AbortSignal.any([signal, pool.stop.signal])));
       const allDone = Promise.all(running);
       const aborted = new Promise<'abort'>((resolveAbort) => {
         if (signal.aborted) resolveAbort('abort');
@@ -368,15 +394,22 @@ export class Mux {
     const isolation = this.#isolation as IsolationChoice;
     const scope = config.github.scope;
     for (const poolConfig of config.pools) {
-      const pool: PoolRuntime = { name: poolConfig.name, labels: poolConfig.labels, slots: [], stop: new AbortController(), stopped: null };
-      for (let index = 0; index < poolConfig.slots; index++) {
+      const stop = new AbortController();
+      const runtime: Partial<PoolRuntime> = { name: poolConfig.name, labels: poolConfig.labels, stop, stopped: null };
+      const createSlot = async (index: number, gate: SlotGate): Promise<Slot> => {
         const slotId = `${poolConfig.name}-${index}`;
-        const layout = await prepareSlotLayout({ slotId, runnerRoot, stateDir, isolation, inheritedLdPreload: this.deps.env.LD_PRELOAD });
-        const slot = new Slot({
-          pool: pool.name,
-          labels: pool.labels,
+        let layout = this.#layouts.get(slotId);
+        if (!layout) {
+          layout = prepareSlotLayout({ slotId, runnerRoot, stateDir, isolation, inheritedLdPreload: this.deps.env.LD_PRELOAD });
+          this.#layouts.set(slotId, layout);
+          layout.catch(() => this.#layouts.delete(slotId));
+        }
+        const slotLayout = await layout;
+        const slot: Slot = new Slot({
+          pool: poolConfig.name,
+          labels: poolConfig.labels,
           index,
-          layout,
+          layout: slotLayout,
           registry: this.deps.registry,
           registration: {
             mode: config.github.registration,
@@ -386,7 +419,7 @@ export class Mux {
             passRunnerGroup: !('repository' in scope),
             configUrl: scopeWebUrl(config.github.url, scope),
           },
-          env: this.#listenerEnv(pool.name, slotId, stateDir, layout.root),
+          env: this.#listenerEnv(poolConfig.name, slotId, stateDir, slotLayout.root),
           backoff: {
             initialMs: config.mux.listenerBackoff.initialMs,
             maxMs: config.mux.listenerBackoff.maxMs,
@@ -396,7 +429,10 @@ export class Mux {
           ...(this.deps.listenerLauncher ? { launcher: this.deps.listenerLauncher } : {}),
           logger: this.#log,
           metrics: this.metrics,
-          onChange: () => this.#protection.setDesired(this.#slots.some((candidate) => candidate.busy)),
+          onChange: () => {
+            this.#protection.setDesired(this.#slots.some((candidate) => candidate.busy));
+            elastic.slotChanged(slot);
+          },
           onRegistered: (runnerId, name) => {
             this.#registrations.set(runnerId, name);
             this.#journal?.addRegistration({ runnerId, name, slot: slotId });
@@ -405,13 +441,22 @@ export class Mux {
             this.#registrations.delete(runnerId);
             this.#journal?.removeRegistration(runnerId);
           },
-          onStopPool: (reason) => this.#stopPool(pool, reason),
+          onStopPool: (reason) => this.#stopPool(runtime as PoolRuntime, reason),
+          gate,
           random: this.deps.random,
         });
-        pool.slots.push(slot);
-        this.#slots.push(slot);
-      }
-      this.#pools.push(pool);
+        return slot;
+      };
+      const elastic = new ElasticPool({
+        name: poolConfig.name,
+        settings: { idle: poolConfig.idle, max: poolConfig.max, prepared: poolConfig.prepared, coolDownMs: poolConfig.coolDownSeconds * 1000 },
+        createSlot,
+        logger: this.#log,
+        metrics: this.metrics,
+        ...(this.deps.clock ? { clock: this.deps.clock } : {}),
+      });
+      runtime.elastic = elastic;
+      this.#pools.push(runtime as PoolRuntime);
     }
   }
 

@@ -19,7 +19,7 @@ import { ListenerProcess, type ListenerExitInfo } from './listener-process.js';
 import type { MuxMetrics } from './metrics.js';
 import { randomSuffix, runnerName } from './naming.js';
 import { RestartBackoff, type RestartBackoffPolicy } from './restart-backoff.js';
-import type { RunnerGroup, RunnerRegistry } from './runner-registry.js';
+import { RegistryErrorCode, type RunnerGroup, type RunnerRegistry } from './runner-registry.js';
 import { clearRegistrationFiles, readRegistrationFiles, writeRegistrationFiles, type SlotLayout } from './slot-layout.js';
 import type { SlotState, SlotStatus } from './status-model.js';
 
@@ -29,6 +29,8 @@ export const SlotErrorCode = {
 
 /** The listener's own lines (actions/runner JobDispatcher.cs), after its "<utc>: " prefix. */
 const RUNNING_JOB = /Running job: (.*)$/;
+/** Printed once the session is open and the listener polls (actions/runner Runner.cs). */
+const LISTENING = /Listening for Jobs/;
 const JOB_COMPLETED = /Job (.*) completed with result: (\w+)/;
 const WORK_FOLDER = '_work';
 const CONFIGURE_TIMEOUT_MS = 120_000;
@@ -60,6 +62,20 @@ export interface SlotRegistrationSettings {
   configUrl: string;
 }
 
+/**
+ * How a slot's pool decides its capacity (elastic-pool.ts). Without a gate a slot always
+ * re-registers and starts its listener at once: the fixed pool.
+ */
+export interface SlotGate {
+  /** Before each new registration: false ends the slot (the pool has enough without it). */
+  shouldRegister(slot: Slot): boolean;
+  /**
+   * A fresh registration, listener not started (`prepared`: offline, so GitHub assigns it no
+   * job): resolves when the pool wants it listening, or when `stop` aborts.
+   */
+  waitForStart(slot: Slot, stop: AbortSignal): Promise<void>;
+}
+
 export interface SlotOptions {
   pool: string;
   labels: string[];
@@ -82,6 +98,7 @@ export interface SlotOptions {
   onReleased: (runnerId: number) => void;
   /** The pool must stop: a person has to act. */
   onStopPool: (reason: string) => void;
+  gate?: SlotGate;
   random?: () => number;
 }
 
@@ -99,6 +116,10 @@ export class Slot {
   #lastExit: SlotStatus['lastExit'] = null;
   #backoffMs: number | null = null;
   #stopping = false;
+  /** Retired by its pool: the registration is already deleted; the slot ends. */
+  readonly #retire = new AbortController();
+  #retiring = false;
+  #registrationGone = false;
   readonly #backoff: RestartBackoff;
   readonly #log: Logger;
 
@@ -119,6 +140,20 @@ export class Slot {
   /** Where the slot's runner settings (`.runner`, `.credentials`) are written. */
   get configDir(): string {
     return this.options.layout.configDir;
+  }
+
+  get index(): number {
+    return this.options.index;
+  }
+
+  /** The runner id of the registration the slot holds (prepared or listening), if any. */
+  get runnerId(): number | undefined {
+    return this.#registration?.runnerId;
+  }
+
+  /** Its pool retired it (or is retiring it): it takes no new start. */
+  get retiring(): boolean {
+    return this.#retiring;
   }
 
   /** A job runs (or is finishing while the mux stops): such a slot holds task protection. */
@@ -172,10 +207,14 @@ export class Slot {
   }
 
   /** Runs until `stop` aborts (drain or pool stop) and the slot is idle, or the pool is stopped. */
-  async run(stop: AbortSignal): Promise<void> {
+  async run(outerStop: AbortSignal): Promise<void> {
+    const stop = AbortSignal.any([outerStop, this.#retire.signal]);
     try {
       while (!stop.aborted && !this.#stopping) {
+        let fresh = false;
         if (!this.#registration) {
+          if (this.options.gate && !this.options.gate.shouldRegister(this)) break;
+          fresh = true;
           this.#setState('registering');
           try {
             this.#registration = await this.#register(stop);
@@ -186,6 +225,11 @@ export class Slot {
             await this.#pause(stop);
             continue;
           }
+        }
+        if (fresh && this.options.gate) {
+          this.#setState('prepared');
+          await this.options.gate.waitForStart(this, stop);
+          if (stop.aborted || this.#stopping) break;
         }
         let outcome: ListenerOutcome;
         try {
@@ -213,6 +257,32 @@ export class Slot {
       await this.#release();
       this.#setState('stopped');
     }
+  }
+
+  /**
+   * The pool has more than it needs: end this slot if it is idle or prepared. The registration
+   * is deleted FIRST: from then on GitHub assigns it no job, and a job it was assigned in the
+   * meantime makes GitHub refuse the delete (a busy runner), so the slot stays. Only then is
+   * the listener stopped — by the same path as a drain, which never signals a busy listener.
+   * False when the slot was not idle, is already retiring, or the delete failed.
+   */
+  async retire(reason: string): Promise<boolean> {
+    const registration = this.#registration;
+    if (this.#retiring || !registration || (this.#state !== 'idle' && this.#state !== 'prepared')) return false;
+    this.#retiring = true;
+    try {
+      await this.options.registry.deleteRunner(registration.runnerId);
+    } catch (error) {
+      this.#retiring = false;
+      this.#log.info({ event: 'mux.retire-refused', runner: registration.name, runnerId: registration.runnerId, reason, code: (error as { code?: unknown }).code, error: describeError(error) });
+      return false;
+    }
+    this.#registrationGone = true;
+    this.options.onReleased(registration.runnerId);
+    this.options.metrics.listenersRetired.inc({ pool: this.options.pool, reason });
+    this.#log.info({ event: 'mux.slot-retired', runner: registration.name, runnerId: registration.runnerId, reason, state: this.#state });
+    this.#retire.abort();
+    return true;
   }
 
   /** Drain deadline passed: stop the listener even though a job runs. */
@@ -325,21 +395,42 @@ export class Slot {
     });
     this.#listener = listener;
     this.#log.info({ event: 'mux.listener-started', runner: registration.name, pid: listener.pid });
-    if (!this.#jobStarted) this.#setState(stop.aborted ? 'draining' : 'idle');
-    const onStop = () => {
-      if (this.#isBusy(listener)) {
-        this.#setState('draining');
-        this.#log.info({ event: 'mux.slot-draining', runner: registration.name, job: this.#job });
-        return;
+    this.options.metrics.listenersStarted.inc({ pool: this.options.pool });
+    if (!this.#jobStarted) this.#setState(stop.aborted ? 'draining' : 'starting');
+    const drain = () => {
+      this.#setState('draining');
+      this.#log.info({ event: 'mux.slot-draining', runner: registration.name, job: this.#job });
+    };
+    // An idle listener may be handed a job at any moment, even while a SIGTERM is on its way
+    // (its poll in flight): delete the registration first, so GitHub hands it nothing more —
+    // and refuses the delete if it already has (a busy runner) — and signal it only then.
+    const onStop = async () => {
+      if (this.#isBusy(listener)) return drain();
+      if (!this.#registrationGone) {
+        try {
+          const existed = await this.options.registry.deleteRunner(registration.runnerId);
+          this.#registrationGone = true;
+          this.options.onReleased(registration.runnerId);
+          this.#log.info({ event: 'mux.registration-removed', runner: registration.name, runnerId: registration.runnerId, existed });
+        } catch (error) {
+          if ((error as { code?: unknown }).code === RegistryErrorCode.Invalid) {
+            this.#log.info({ event: 'mux.stop-refused-busy', runner: registration.name, error: describeError(error) });
+            return drain();
+          }
+          // GitHub unreachable: stop it anyway (the exit sweep and the next life retry the delete).
+          this.#log.warn({ event: 'mux.registration-remove-failed', runner: registration.name, runnerId: registration.runnerId, error: describeError(error) });
+        }
       }
+      if (this.#isBusy(listener)) return drain();
       stoppedByMux = true;
       this.#log.info({ event: 'mux.listener-stopping', runner: registration.name, reason: 'idle slot while stopping' });
       void listener.stop(this.options.stopGraceMs);
     };
-    if (stop.aborted) onStop();
-    else stop.addEventListener('abort', onStop, { once: true });
+    const onAbort = () => void onStop();
+    if (stop.aborted) onAbort();
+    else stop.addEventListener('abort', onAbort, { once: true });
     const exit = await listener.done;
-    stop.removeEventListener('abort', onStop);
+    stop.removeEventListener('abort', onAbort);
     if (this.#stopping) stoppedByMux = true;
     if (this.#jobStarted) {
       const result = this.#jobResult ?? 'unknown';
@@ -368,6 +459,10 @@ export class Slot {
       this.#setState(stop.aborted ? 'draining' : 'busy');
       return;
     }
+    if (LISTENING.test(line) && this.#state === 'starting') {
+      this.#setState('idle');
+      return;
+    }
     const completed = JOB_COMPLETED.exec(line);
     if (completed) this.#jobResult = completed[2];
   }
@@ -394,7 +489,8 @@ export class Slot {
     const registration = this.#registration;
     if (!registration) return;
     this.#registration = undefined;
-    if (options.consumed) this.options.onReleased(registration.runnerId);
+    if (this.#registrationGone) this.#registrationGone = false;
+    else if (options.consumed) this.options.onReleased(registration.runnerId);
     else await this.#deleteRunner(registration.runnerId, registration.name);
     await clearRegistrationFiles(this.options.layout.configDir).catch((error: unknown) => this.#log.warn({ event: 'mux.registration-files-remove-failed', error: describeError(error) }));
   }

@@ -1,5 +1,9 @@
 /** What `/status` returns and `cbactions status` prints. */
-export const SLOT_STATES = ['registering', 'idle', 'busy', 'backing-off', 'stopped', 'draining'] as const;
+/**
+ * `prepared`: registered, listener not started (offline: GitHub assigns it nothing);
+ * `starting`: listener started, not yet "Listening for Jobs".
+ */
+export const SLOT_STATES = ['registering', 'prepared', 'starting', 'idle', 'busy', 'backing-off', 'stopped', 'draining'] as const;
 export type SlotState = (typeof SLOT_STATES)[number];
 
 export interface SlotStatus {
@@ -27,8 +31,12 @@ export interface SlotStatus {
 export interface PoolStatus {
   name: string;
   labels: string[];
+  /** Slots that exist now (listeners and prepared registrations). */
   slots: number;
   stopped: { reason: string; at: string } | null;
+  /** Live counts and targets (elastic-pool.ts PoolCapacity, without the pool name). */
+  capacity?: { busy: number; idle: number; starting: number; prepared: number; registering: number; idleTarget: number; preparedTarget: number; max: number };
+  coolDownSeconds?: number;
 }
 
 export interface MuxStatus {

@@ -20,8 +20,23 @@ export function formatStatus(status: MuxStatus): string {
   out.push('');
   out.push(
     table(
-      ['POOL', 'LABELS', 'SLOTS', 'STATE'],
-      status.pools.map((pool) => [pool.name, pool.labels.join(','), String(pool.slots), pool.stopped ? `STOPPED: ${pool.stopped.reason}` : 'running']),
+      ['POOL', 'LABELS', 'SLOTS', 'BUSY', 'IDLE', 'STARTING', 'PREPARED', 'IDLE TARGET', 'MAX', 'STATE'],
+      status.pools.map((pool) => {
+        const capacity = pool.capacity;
+        const count = (value: number | undefined) => (value === undefined ? '-' : String(value));
+        return [
+          pool.name,
+          pool.labels.join(','),
+          String(pool.slots),
+          count(capacity?.busy),
+          count(capacity?.idle),
+          count(capacity?.starting),
+          capacity ? `${capacity.prepared}/${capacity.preparedTarget}` : '-',
+          count(capacity?.idleTarget),
+          count(capacity?.max),
+          pool.stopped ? `STOPPED: ${pool.stopped.reason}` : 'running',
+        ];
+      }),
     ),
   );
   out.push('');

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { AlarmsSchema, DeploySchema, NetworkSchema } from '../../src/config/deploy-schema.js';
-import { BuildSettingsSchema, CodeBuildSchema, GitHubSchema, MuxSchema, PoolSchema, ServiceRoleSchema } from '../../src/config/schema.js';
+import { BuildSettingsSchema, CodeBuildSchema, GitHubSchema, MuxSchema, PoolFieldsSchema, ServiceRoleSchema } from '../../src/config/schema.js';
 import { PolicyMatchSchema, PolicyRuleSchema, PolicySchema } from '../../src/config/policy-schema.js';
 import { runtimeConfig } from '../../src/infra/runtime-config.js';
 import { synthesizeConfig } from '../../src/infra/synth.js';
@@ -31,7 +31,7 @@ describe('example configs', () => {
     const sections: [string, z.ZodObject][] = [
       ['github', GitHubSchema],
       ['codebuild', CodeBuildSchema],
-      ['pools[]', PoolSchema],
+      ['pools[]', PoolFieldsSchema],
       ['pools[].build', BuildSettingsSchema],
       ['pools[].build.serviceRole', ServiceRoleSchema],
       ['mux', MuxSchema],

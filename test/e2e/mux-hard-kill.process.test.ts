@@ -95,6 +95,9 @@ describe('a mux killed with SIGKILL during a job', () => {
     expect((await first.exited).signal).toBe('SIGKILL');
     await waitFor('every listener of the killed mux to be gone', () => listenerPids.every((pid) => !alive(pid)), 30_000);
     expect(build.buildStatus).toBe('IN_PROGRESS');
+    // Nobody renews the job's lease now: GitHub abandons the job, and its runner can be deleted
+    // (while it is busy GitHub refuses that; the mux would retry at exit and in its next life).
+    fake.abandon(job);
 
     const second = await startMux(configPath, env, 90_000);
     const [cleaned] = eventsNamed(second.logs, 'mux.previous-life-cleaned');

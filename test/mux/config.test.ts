@@ -45,7 +45,31 @@ describe('config: github and mux sections', () => {
       listenerStopTimeoutSeconds: 30,
       taskProtectionMinutes: 60,
     });
-    expect(config.pools[0]?.slots).toBe(1);
+    expect(config.pools[0]).toMatchObject({ idle: 1, max: 1, prepared: 0, coolDownSeconds: 300 });
+  });
+
+  it('pool capacity: slots is the shorthand for idle = max; idle + max make it elastic; contradictions name their field', () => {
+    const pool = (fields: Record<string, unknown>) => parseConfig({ ...base(), pools: [{ name: 'linux', labels: ['cbactions'], ...fields }] }).pools[0];
+    expect(pool({ slots: 4 })).toMatchObject({ idle: 4, max: 4, prepared: 0 });
+    expect(pool({ slots: 4 })).toMatchObject({ slots: 4 });
+    expect(pool({ slots: 4, idle: 4, max: 4 })).toMatchObject({ slots: 4, idle: 4, max: 4 });
+    expect(pool({ idle: 2, max: 50, prepared: 10, coolDownSeconds: 60 })).toMatchObject({ idle: 2, max: 50, prepared: 10, coolDownSeconds: 60 });
+    expect(pool({ max: 8 })).toMatchObject({ idle: 1, max: 8 });
+    // A parsed config parses again to the same (the CDK app re-serializes it).
+    const parsed = parseConfig({ ...base(), pools: [{ name: 'linux', labels: ['cbactions'], slots: 3 }] });
+    expect(parseConfig(JSON.parse(JSON.stringify(parsed))).pools).toEqual(parsed.pools);
+    expect(problems((config) => (config.pools[0] = { name: 'linux', labels: ['x'], slots: 2, max: 4 }))).toMatch(/pools\[0\]\.slots.*shorthand/);
+    expect(problems((config) => (config.pools[0] = { name: 'linux', labels: ['x'], idle: 2 }))).toMatch(/pools\[0\]\.max/);
+    expect(problems((config) => (config.pools[0] = { name: 'linux', labels: ['x'], idle: 5, max: 4 }))).toMatch(/pools\[0\]\.idle.*cannot exceed max/);
+    expect(problems((config) => (config.pools[0] = { name: 'linux', labels: ['x'], idle: 0, max: 4 }))).toMatch(/pools\[0\]\.idle/);
+    expect(problems((config) => (config.pools[0] = { name: 'linux', labels: ['x'], max: 4, prepared: 5 }))).toMatch(/pools\[0\]\.prepared/);
+    expect(problems((config) => (config.pools[0] = { name: 'linux', labels: ['x'], max: 101 }))).toMatch(/pools\[0\]\.max/);
+    expect(
+      problems((config) => {
+        config.github.registration = 'token';
+        config.pools[0] = { name: 'linux', labels: ['x'], max: 4, prepared: 2 };
+      }),
+    ).toMatch(/pools\[0\]\.prepared.*JIT/);
   });
 
   it('mux.dispatch is in-process or worker, and nothing else', () => {

@@ -4,16 +4,15 @@
  * clock.
  */
 import { describe, expect, it } from 'vitest';
-import { capacityFromStatus, DemandMetrics, demandRecords, dimensionValue, type PoolCapacity } from '../../src/mux/demand-metrics.js';
+import { DemandMetrics, demandRecords, dimensionValue, type PoolCapacity } from '../../src/mux/demand-metrics.js';
 import { demandMetricsEnabled } from '../../src/mux/main.js';
-import type { SlotState } from '../../src/mux/status-model.js';
 import { ManualClock } from '../support/manual-clock.js';
 import { captureLogger } from './capture-logger.js';
 
 const IDENTITY = { project: 'cbactions-test', task: 'arn:aws:ecs:eu-west-1:123456789012:task/cluster/0123456789abcdef' };
 
-const SMALL: PoolCapacity = { pool: 'small', busy: 3, idle: 1, starting: 0, idleTarget: 2, max: 4 };
-const LARGE: PoolCapacity = { pool: 'large', busy: 1, idle: 0, starting: 1, idleTarget: 1, max: 4 };
+const SMALL: PoolCapacity = { pool: 'small', busy: 3, idle: 1, starting: 0, prepared: 0, registering: 0, idleTarget: 2, preparedTarget: 0, max: 4 };
+const LARGE: PoolCapacity = { pool: 'large', busy: 1, idle: 0, starting: 1, prepared: 0, registering: 0, idleTarget: 1, preparedTarget: 0, max: 4 };
 
 function emfLines(records: ReturnType<typeof captureLogger>['records']) {
   return records.filter((record) => record.event === 'metrics.emf');
@@ -58,7 +57,7 @@ describe('demandRecords', () => {
 
   it('no pools, no records; a pool without a maximum is 0 % used', () => {
     expect(demandRecords([], IDENTITY)).toEqual([]);
-    const [record] = demandRecords([{ pool: 'empty', busy: 0, idle: 0, starting: 0, idleTarget: 0, max: 0 }], IDENTITY);
+    const [record] = demandRecords([{ pool: 'empty', busy: 0, idle: 0, starting: 0, prepared: 0, registering: 0, idleTarget: 0, preparedTarget: 0, max: 0 }], IDENTITY);
     expect(record?.metrics.find((metric) => metric.name === 'ListenerUtilization')?.value).toBe(0);
   });
 
@@ -70,23 +69,15 @@ describe('demandRecords', () => {
   });
 });
 
-describe('capacityFromStatus: today\'s fixed slots', () => {
-  it('busy (or draining with a job), idle, starting (registering or backing off); stopped counts as none; idle target = maximum = slots', () => {
-    const states: SlotState[] = ['busy', 'draining', 'idle', 'registering', 'backing-off', 'stopped'];
-    const status = {
-      pools: [
-        { name: 'a', labels: ['a'], slots: 6, stopped: null },
-        { name: 'b', labels: ['b'], slots: 1, stopped: null },
-      ],
-      slots: [...states.map((state) => ({ pool: 'a', state })), { pool: 'b', state: 'idle' as const }],
-    };
-    expect(capacityFromStatus(status as never)).toEqual([
-      { pool: 'a', busy: 2, idle: 1, starting: 2, idleTarget: 6, max: 6 },
-      { pool: 'b', busy: 0, idle: 1, starting: 0, idleTarget: 1, max: 1 },
-    ]);
-    // Fixed slots: every busy (and stopped) slot is short of "all idle".
-    const [pool] = demandRecords(capacityFromStatus(status as never), IDENTITY);
-    expect(pool?.metrics.find((metric) => metric.name === 'IdleShortfall')?.value).toBe(6 - 1 - 2);
+describe('the counts of Mux.capacity()', () => {
+  it('a registration on its way counts as a listener starting: no shortfall for what is already coming; prepared registrations are not listeners', () => {
+    const pool: PoolCapacity = { pool: 'a', busy: 2, idle: 1, starting: 1, prepared: 5, registering: 2, idleTarget: 6, preparedTarget: 5, max: 10 };
+    const [record] = demandRecords([pool], IDENTITY);
+    const value = (name: string) => record?.metrics.find((metric) => metric.name === name)?.value;
+    expect(value('StartingListeners')).toBe(3);
+    expect(value('IdleShortfall')).toBe(6 - 1 - 1 - 2);
+    expect(value('IdleListeners')).toBe(1);
+    expect(value('ListenerUtilization')).toBe(20);
   });
 });
 

@@ -42,7 +42,8 @@ export interface MuxTestConfig {
   fake: FakeGitHub;
   runnerRoot: string;
   stateDir: string;
-  pools: { name: string; labels: string[]; slots: number }[];
+  /** `slots` for a fixed pool; `idle`, `max` (and `prepared`, `coolDownSeconds`) for an elastic one. */
+  pools: { name: string; labels: string[]; slots?: number; idle?: number; max?: number; prepared?: number; coolDownSeconds?: number }[];
   token?: string;
   scope?: ConfigInput['github']['scope'];
   registration?: 'jit' | 'token';

@@ -72,7 +72,7 @@ describe('cbactions mux: status, metrics, token registration', () => {
     expect(table.stdout).toMatch(/^SLOT\s+STATE\s+RUNNER\s+JOB\s+BUILD\s+RESTARTS\s+LAST EXIT$/m);
     expect(table.stdout).toMatch(/^web-\d\s+busy\s+cbt-\S+-web-\d-[0-9a-z]{6}\s+status job\s+-\s+0\s+-$/m);
     expect(table.stdout).toMatch(/^web-\d\s+idle\s+cbt-\S+-web-\d-[0-9a-z]{6}\s+-\s+-\s+0\s+-$/m);
-    expect(table.stdout).toMatch(/^web\s+web\s+2\s+running$/m);
+    expect(table.stdout).toMatch(/^web\s+web\s+2\s+1\s+1\s+0\s+0\/0\s+1\s+2\s+running$/m);
     expect(table.stdout).toContain('isolation preload');
     expect(table.stdout).toContain('registration token');
     const json = JSON.parse(cbactions(['status', '--url', mux.statusUrl, '--json']).stdout) as { slots: { state: string; job: string | null }[] };

@@ -16,7 +16,7 @@ describe('formatStatus', () => {
       registration: 'jit',
       taskProtection: { available: true, enabled: true },
       pools: [
-        { name: 'linux', labels: ['cbactions', 'linux'], slots: 3, stopped: null },
+        { name: 'linux', labels: ['cbactions', 'linux'], slots: 3, stopped: null, capacity: { busy: 2, idle: 0, starting: 1, prepared: 1, registering: 0, idleTarget: 1, preparedTarget: 2, max: 8 }, coolDownSeconds: 300 },
         { name: 'old', labels: ['old'], slots: 1, stopped: { reason: 'the runner version is deprecated', at: '2026-01-01T00:01:00.000Z' } },
       ],
       slots: [
@@ -30,7 +30,9 @@ describe('formatStatus', () => {
     expect(text).toContain('host ip-10-0-0-1  started 2026-01-01T00:00:00.000Z  DRAINING');
     expect(text).toContain('isolation hardlink (falling back: probe failed)');
     expect(text).toContain('registration jit  task protection held');
-    expect(text).toMatch(/^old\s+old\s+1\s+STOPPED: the runner version is deprecated$/m);
+    expect(text).toMatch(/^POOL\s+LABELS\s+SLOTS\s+BUSY\s+IDLE\s+STARTING\s+PREPARED\s+IDLE TARGET\s+MAX\s+STATE$/m);
+    expect(text).toMatch(/^linux\s+cbactions,linux\s+3\s+2\s+0\s+1\s+1\/2\s+1\s+8\s+running$/m);
+    expect(text).toMatch(/^old\s+old\s+1\s+-\s+-\s+-\s+-\s+-\s+-\s+STOPPED: the runner version is deprecated$/m);
     expect(text).toMatch(/^linux-0\s+busy\s+cb-h-linux-0-aaaaaa\s+build \(ubuntu\)\s+proj:1234\s+0\s+-$/m);
     expect(text).toMatch(/^linux-1\s+backing-off \(800 ms\)\s+-\s+-\s+-\s+4\s+2$/m);
     expect(text).toMatch(/^linux-2\s+draining\s+cb-h-linux-2-bbbbbb\s+test\s+-\s+1\s+SIGKILL$/m);

@@ -29,6 +29,9 @@
  *
  * Test control (also methods on the class):
  *   POST /_fake/jobs {labels, body}  GET /_fake/jobs          queue jobs / read results
+ *     (the queue: a job goes to one online idle runner whose labels include the job's, the
+ *     oldest job first; it stays queued while none polls. A runner given a job is busy until
+ *     it reports the result, and DELETE of a busy runner is refused with 422, as on GitHub.)
  *   POST /_fake/instructions {labels?|runner?, kind: exit|update, code?, count?}  (count -1 = forever)
  *   GET  /_fake/runners  /_fake/deleted  /_fake/calls  /_fake/sessions
  *   POST /_fake/faults {method, path (regex), status, count}
@@ -63,6 +66,9 @@ export interface FakeJob {
   body: string;
   displayName: string;
   status: 'queued' | 'assigned' | 'completed';
+  /** Epoch ms: queued, handed to a runner. */
+  queuedAt: number;
+  assignedAt?: number;
   runnerName?: string;
   result?: string;
   exitCode?: number | null;
@@ -159,6 +165,8 @@ export class FakeGitHub {
   readonly registrationTokens = new Map<string, { scope: string; expires: number }>();
   readonly installationTokens = new Map<string, number>();
   readonly faults: Fault[] = [];
+  /** The most sessions open at once (checked at each new one): listeners running at the same time. */
+  peakSessions = 0;
   #server: Server | undefined;
   #origin = '';
   #nextId = 1000;
@@ -210,10 +218,23 @@ export class FakeGitHub {
     } catch {
       /* a body that is not JSON still travels; the fake worker will refuse it */
     }
-    const job: FakeJob = { id: this.#nextJob++, labels, body, displayName, status: 'queued' };
+    const job: FakeJob = { id: this.#nextJob++, labels, body, displayName, status: 'queued', queuedAt: Date.now() };
     this.jobs.push(job);
     this.#wakeAll();
     return job;
+  }
+
+  /**
+   * What GitHub does once a job's lease is no longer renewed (its listener died): the job ends
+   * as abandoned and its runner is no longer busy, so it can be deleted.
+   */
+  abandon(job: FakeJob): void {
+    if (job.status !== 'assigned') return;
+    job.status = 'completed';
+    job.result = 'Abandoned';
+    job.exitCode = null;
+    const runner = [...this.runners.values()].find((candidate) => candidate.name === job.runnerName);
+    if (runner) runner.busy = false;
   }
 
   instruct(instruction: Omit<FakeInstruction, 'count'> & { count?: number }): void {
@@ -242,6 +263,15 @@ export class FakeGitHub {
 
   addFault(fault: { method: string; path: string | RegExp; status: number; count?: number }): void {
     this.faults.push({ method: fault.method.toUpperCase(), path: typeof fault.path === 'string' ? new RegExp(fault.path) : fault.path, status: fault.status, count: fault.count ?? 1 });
+  }
+
+  /** Sessions of listeners that still run: not closed, runner still registered, and busy or polled within the online window. */
+  openSessions(): number {
+    const now = Date.now();
+    return [...this.sessions.values()].filter((session) => {
+      const runner = this.runners.get(session.runnerId);
+      return !session.closed && runner !== undefined && (runner.busy || now - session.lastPoll < (this.options.onlineWindowMs ?? 5_000));
+    }).length;
   }
 
   runnerStatus(runner: FakeRunner): 'online' | 'offline' {
@@ -408,6 +438,8 @@ export class FakeGitHub {
       this.#requireToken(request);
       const runner = this.runners.get(Number(match[2]));
       if (!runner || runner.scope !== match[1]) throw new HttpError(404, 'Not Found');
+      // GitHub refuses to remove a runner that has been assigned a job until the job is done.
+      if (runner.busy) throw new HttpError(422, `Bad request - Runner "${runner.name}" is still running a job`);
       this.#remove(runner, 'api');
       response.writeHead(204).end();
     });
@@ -654,6 +686,7 @@ export class FakeGitHub {
     const pid = Number((body as { pid?: unknown })?.pid);
     const session: Session = { id: randomUUID(), runnerId: runner.id, lastPoll: now, closed: false, pid: Number.isInteger(pid) ? pid : undefined };
     this.sessions.set(session.id, session);
+    this.peakSessions = Math.max(this.peakSessions, this.openSessions());
     runner.lastSeen = now;
     this.#json(response, 201, { sessionId: session.id });
   }
@@ -668,9 +701,13 @@ export class FakeGitHub {
       if (instruction.count > 0) instruction.count -= 1;
       return instruction.kind === 'exit' ? { type: 'exit', code: instruction.code ?? 1 } : { type: 'update', targetVersion: '9.999.0' };
     }
+    // The queue: the oldest queued job whose labels this runner has goes to it, if it is idle;
+    // a job no online idle runner matches stays queued until one polls.
+    if (runner.busy) return undefined;
     const job = this.jobs.find((candidate) => candidate.status === 'queued' && labelsMatch(candidate.labels, runner.labels));
     if (job) {
       job.status = 'assigned';
+      job.assignedAt = Date.now();
       job.runnerName = runner.name;
       runner.busy = true;
       return { type: 'job', jobId: job.id, jobDisplayName: job.displayName, body: job.body };
