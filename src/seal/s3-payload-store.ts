@@ -111,6 +111,21 @@ export class S3PayloadStore implements PayloadStore {
     return body;
   }
 
+  /**
+   * HeadObject on the payload: a 404 is definite; a 403 (no s3:ListBucket, so a missing key
+   * looks denied) is not, and throws — the caller must then assume the payload was taken.
+   */
+  async isPending(binding: PayloadBinding, signal?: AbortSignal): Promise<boolean> {
+    const key = this.objectKey(binding);
+    try {
+      await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+      return true;
+    } catch (error) {
+      if (this.#isMissing(error)) return false;
+      throw this.#wrap('HeadObject', key, error, signal);
+    }
+  }
+
   async delete(binding: PayloadBinding, signal?: AbortSignal): Promise<void> {
     await this.#delete(this.objectKey(binding), signal);
   }
