@@ -127,7 +127,7 @@ export const WarmSchema = z.strictObject({
   /** How many standby builds the pool keeps started (0: none, every job gets a new build). */
   standby: z.number().int().min(0).max(50).default(0),
   /** How long one standby waits for a job once ready; then it ends (and is replaced). */
-  maxWaitMinutes: z.number().int().min(1).max(120).default(10),
+  maxWaitMinutes: z.number().min(0.1).max(120).default(10),
   /** UTC windows in which the pool is kept warm; absent: always. */
   windows: z.array(WarmWindowSchema).min(1).max(50).optional(),
 });

@@ -16,6 +16,7 @@ import { formatFailure } from '../dispatch/failure.js';
 import { reportError, reportOutcome, type JobReport } from '../dispatch/job-report.js';
 import { jobSettings } from '../dispatch/job-settings.js';
 import { runJob } from '../dispatch/run-job.js';
+import type { StandbyClaims } from '../dispatch/standby-claim.js';
 import { readRunnerFiles } from '../dispatch/runner-files.js';
 import {
   decodeHello,
@@ -82,6 +83,8 @@ export interface DispatchServerOptions {
   logger: Logger;
   onEvent?: (event: DispatchEvent) => void;
   closeTimeoutMs?: number;
+  /** The mux's standby builds: a job for a warm pool goes to one when it can. */
+  standbys?: StandbyClaims;
 }
 
 /** Chunks of the listener's pipe as the shim relays them; ends at EOF or when the connection goes. */
@@ -379,6 +382,7 @@ export class DispatchServer {
         logger: log,
         shutdownSignal: job.shutdown.signal,
         settings,
+        ...(this.options.standbys ? { standbys: this.options.standbys } : {}),
       });
       jobId = outcome.jobId;
       report = reportOutcome(outcome);

@@ -24,11 +24,12 @@ import { WatcherServer } from '../watcher/watcher-server.js';
 import { DISPATCH_SOCKET_NAME, DISPATCH_SOCKET_VARIABLE, DispatchServer } from './dispatch-server.js';
 import { createGitHubClient } from './github-client.js';
 import { muxInstanceId } from './instance-id.js';
-import { Mux, MuxErrorCode } from './mux.js';
+import { ListenerEnv, Mux, MuxErrorCode } from './mux.js';
 import { OctokitRunnerRegistry } from './octokit-registry.js';
 import { currentProcessIdentity, MuxJournal, readPreviousJournal, StateDirLock } from './previous-life.js';
 import { RegistryErrorCode } from './runner-registry.js';
 import { secretEnvNames } from './secret-source.js';
+import { StandbyPool } from './standby-pool.js';
 
 /** Environment variables the mux itself reads. */
 export const MuxEnv = {
@@ -104,6 +105,18 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
     // Unset, the shim falls back to `cbactions worker` (mux.dispatch: worker).
     if (inProcess) listenerEnv[DISPATCH_SOCKET_VARIABLE] = dispatchSocketPath;
     else delete listenerEnv[DISPATCH_SOCKET_VARIABLE];
+    // Warm pools' standby builds (in-process dispatch only: the config refuses them otherwise).
+    const standbys = inProcess
+      ? new StandbyPool({
+          config,
+          configPath,
+          builds,
+          waiter: watcher,
+          logger,
+          env: { [ListenerEnv.MuxInstance]: instance },
+          journal: { add: (buildId) => mux.recordBuild(buildId, undefined), remove: (buildId) => mux.forgetBuild(buildId) },
+        })
+      : undefined;
     const mux = new Mux({
       config,
       configPath,
@@ -120,6 +133,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
       listenerLauncher: launcherPath,
       instance,
       lifecycle: { previous, open: () => new MuxJournal(stateDir, { instance, ...self }, logger), builds },
+      ...(standbys?.enabled ? { standbys } : {}),
     });
     watcher.start();
     server = await WatcherServer.listen({
@@ -146,6 +160,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
         payloads: () => clients.payloads(),
         waiter: watcher,
         slot: (slotId) => mux.dispatchSlot(slotId),
+        ...(standbys?.enabled ? { standbys } : {}),
         logger,
         onEvent: (event) => {
           if (event.kind === 'tracked') {
