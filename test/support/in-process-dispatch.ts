@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { loadConfigFile } from '../../src/config/load.js';
 import { AwsCodeBuildApi } from '../../src/dispatch/codebuild-api.js';
 import { DispatchServer, DISPATCH_SOCKET_NAME, DISPATCH_SOCKET_VARIABLE, type DispatchEvent } from '../../src/mux/dispatch-server.js';
+import { StandbyPool, type StandbyPoolOptions } from '../../src/mux/standby-pool.js';
 import { createPayloadServices, payloadRefsFromConfig } from '../../src/seal/index.js';
 import { createLogger } from '../../src/util/logger.js';
 import { BuildWatcher } from '../../src/watcher/build-watcher.js';
@@ -15,6 +16,8 @@ export interface InProcessDispatch {
   /** What the listener of slot `default-0` would have in its environment for the shim. */
   env: Record<string, string>;
   logPath: string;
+  /** The standby builds of warm pools (only when the config has some), started with the server. */
+  standbys?: StandbyPool;
   stop(): Promise<void>;
 }
 
@@ -24,7 +27,14 @@ export interface InProcessDispatch {
  * `default-0` whose runner files are in `slotConfigDir`. Its log goes to a file under
  * `stateDir`, so a test that scans files for a secret scans it too.
  */
-export async function startInProcessDispatch(options: { service: BuildServiceProcess; configPath: string; stateDir: string; slotConfigDir: string }): Promise<InProcessDispatch> {
+export async function startInProcessDispatch(options: {
+  service: BuildServiceProcess;
+  configPath: string;
+  stateDir: string;
+  slotConfigDir: string;
+  /** Timing of the standby manager (warm pools only). */
+  standbyOptions?: Partial<StandbyPoolOptions>;
+}): Promise<InProcessDispatch> {
   const config = await loadConfigFile(options.configPath, { runtime: true });
   const codebuild = options.service.client({ maxAttempts: 1 });
   const builds = new AwsCodeBuildApi(codebuild);
@@ -36,6 +46,8 @@ export async function startInProcessDispatch(options: { service: BuildServicePro
   const services = createPayloadServices(payloadRefsFromConfig(config.payloads, { baseDir: dirname(options.configPath) }), {});
   const events: DispatchEvent[] = [];
   const socketPath = join(options.stateDir, DISPATCH_SOCKET_NAME);
+  const warm = new StandbyPool({ config, configPath: options.configPath, builds, waiter: watcher, logger, env: {}, ...options.standbyOptions });
+  const standbys = warm.enabled ? warm : undefined;
   const server = await DispatchServer.listen({
     socketPath,
     config,
@@ -46,13 +58,17 @@ export async function startInProcessDispatch(options: { service: BuildServicePro
     slot: (slotId) => (slotId === 'default-0' ? { pool: 'default', configDir: options.slotConfigDir } : undefined),
     logger,
     onEvent: (event) => events.push(event),
+    ...(standbys ? { standbys } : {}),
   });
+  standbys?.start();
   return {
     socketPath,
     events,
     env: { [DISPATCH_SOCKET_VARIABLE]: socketPath, CBACTIONS_SLOT: 'default-0' },
     logPath,
+    ...(standbys ? { standbys } : {}),
     stop: async () => {
+      await standbys?.close();
       await server.close();
       await watcher.close();
       codebuild.destroy();
