@@ -46,6 +46,8 @@ export interface EntrypointDependencies {
    * to `waitMs` from when it is ready, polling every `pollMs`, for a payload addressed to it.
    */
   standby?: { waitMs: number; pollMs: number };
+  /** Told when a standby is ready (epoch ms), for the build's exported timeline. */
+  onStandbyReady?: (readyAt: number) => void;
 }
 
 /** The result codes of a standby that ended without a job. */
@@ -248,6 +250,7 @@ async function waitAsStandby(deps: EntrypointDependencies, standby: { waitMs: nu
   const now = deps.now ?? Date.now;
   const readyAt = now();
   const deadline = readyAt + standby.waitMs;
+  deps.onStandbyReady?.(readyAt);
   const runnerPresent = await access(join(deps.runnerRoot, 'bin', 'Runner.Worker'), constants.X_OK).then(() => true, () => false);
   logger.info({ event: 'entrypoint.standby-ready', buildId: binding.buildId, readyAt, waitSeconds: standby.waitMs / 1000, pollMs: standby.pollMs, runnerPresent, location: deps.store.describe(binding) }, 'standby ready; waiting for a job');
   const stopped = () => ({ kind: 'failure' as const, code: STANDBY_STOPPED, message: `the standby build was stopped after waiting ${Math.round((now() - readyAt) / 1000)} s for a job; it took none` });
