@@ -14,7 +14,8 @@ const isStandby = (record: LocalBuildRecord) => JSON.stringify(record.request).i
  * The built `cbactions mux` with a warm pool: a job assigned by (fake) GitHub runs in a
  * standby build; then the mux dies hard (SIGKILL) with standbys waiting, and the next mux
  * on the same state directory stops them (the journal lists them) before keeping its own;
- * its SIGTERM stops those. Every job once, no standby left running.
+ * its SIGTERM stops those; and a job refused for a full quota gets a standby's place.
+ * Every job once, no standby left running.
  */
 describe('a warm mux killed with SIGKILL while standbys wait', () => {
   let fake: FakeGitHub | undefined;
@@ -107,3 +108,61 @@ describe('a warm mux killed with SIGKILL while standbys wait', () => {
     }
   });
 });
+
+describe('a warm mux whose build quota is full of standbys', () => {
+  let fake: FakeGitHub | undefined;
+  let service: BuildServiceProcess | undefined;
+
+  afterAll(async () => {
+    await killEverything([fake]);
+    await service?.stop();
+    await fake?.stop();
+  });
+
+  it('stops a standby for a job CodeBuild refused for quota, and runs the job in its place', { timeout: 300_000 }, async () => {
+    fake = await startFakeGitHub({ tokens: ['ghp_fake_test_token'] });
+    const dir = mkdtempSync(join(tmpdir(), 'cbactions-warm-quota-'));
+    const runnerRoot = makeMuxRunnerRoot(join(dir, 'runner'));
+    const stateDir = join(dir, 'state');
+    mkdirSync(stateDir, { mode: 0o700 });
+    await createLocalKeyFile(join(stateDir, 'key'));
+    mkdirSync(join(dir, 'build-service'));
+    service = await startBuildService({
+      stateDir: join(dir, 'build-service'),
+      stopGraceMs: 3000,
+      config: {
+        projects: [
+          {
+            name: 'cbactions-test',
+            buildspec: join(PROJECT_ROOT, 'buildspec.yml'),
+            environmentVariables: { CBACTIONS_RUNNER_ROOT: makeFakeRunnerRoot(join(dir, 'build-runner')), CBACTIONS_CANCEL_POLL_SECONDS: '0.2', CBACTIONS_PAYLOAD_WAIT_SECONDS: '60' },
+          },
+        ],
+      },
+      env: { PATH: `${join(PROJECT_ROOT, 'bin')}:${process.env.PATH ?? ''}` },
+    });
+    // The warm pool's standby cannot take the cold pool's job (other compute type): only yielding helps.
+    const pools = [
+      { name: 'cold', labels: ['cold'], slots: 1 },
+      { name: 'wm', labels: ['warm'], slots: 1, build: { computeType: 'BUILD_GENERAL1_LARGE' }, warm: { standby: 1, maxWaitMinutes: 3 } },
+    ];
+    const configPath = writeConfig(dir, muxConfig({ fake, runnerRoot, stateDir, pools, mux: { isolation: 'preload', preloadPath: PRELOAD_SO, installWorkerShim: true } }));
+    const mux = await startMux(configPath, service.clientEnv());
+    await waitFor('both runners polling', () => [...(fake?.runners.values() ?? [])].filter((runner) => runner.lastPollDisableUpdate === true).length === 2, 30_000);
+    const standby = await waitFor('the standby running', async () => (await service?.builds())?.find((record) => isStandby(record) && record.buildStatus === 'IN_PROGRESS'), 90_000, 200);
+    // The quota is full: the job's first StartBuild is refused.
+    await service.setFaults({ accountLimit: { count: 1, limit: 1 } });
+    const job = fake.queueJob(['cold'], namedJob('quota job'));
+    await waitFor('the job completed', () => job.status === 'completed', 120_000, 200);
+    expect(job.result).toBe('Succeeded');
+    expect((await service.waitForBuild(standby.id, { timeoutMs: 60_000 })).buildStatus).toBe('STOPPED');
+    expect(eventsNamed(mux.logs, 'dispatch.standby-yielded')).toHaveLength(1);
+    const ran: string[] = [];
+    for (const build of await service.builds()) if ((await service.log(build.id)).includes('fake Runner.Worker: running job quota_job ')) ran.push(build.id);
+    expect(ran).toHaveLength(1);
+    mux.kill('SIGTERM');
+    expect((await mux.exited).code).toBe(0);
+    expect((await service.builds()).filter((record) => record.buildStatus === 'IN_PROGRESS')).toEqual([]);
+  });
+});
+
