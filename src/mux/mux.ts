@@ -84,7 +84,7 @@ export interface MuxDependencies {
    * The standby builds of warm pools (standby-pool.ts): started once the previous life is
    * cleaned up (so they are journaled), closed when the drain begins and at exit.
    */
-  standbys?: { start(): void; close(): Promise<void> };
+  standbys?: { start(): void; close(): Promise<void>; list(): { pool: string; state: string }[] };
   fetchImpl?: typeof fetch;
   random?: () => number;
 }
@@ -119,6 +119,8 @@ export class Mux {
   constructor(private readonly deps: MuxDependencies) {
     this.#log = deps.logger;
     this.metrics = new MuxMetrics(() => this.#slots.map((slot) => ({ pool: slot.pool, state: slot.state })));
+    const standbys = deps.standbys;
+    if (standbys) this.metrics.trackStandbys(() => standbys.list());
     this.#protection = new TaskProtection({
       agentUri: deps.ecsAgentUri,
       expiresInMinutes: deps.config.mux.taskProtectionMinutes,

@@ -9,6 +9,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { PollingBuildWaiter } from '../../src/dispatch/build-waiter.js';
 import type { StartBuildRequest } from '../../src/dispatch/codebuild-api.js';
+import { MuxMetrics } from '../../src/mux/metrics.js';
 import { inWarmWindow, StandbyPool, type StandbyEnded, type StandbyPoolOptions } from '../../src/mux/standby-pool.js';
 import { awsError, InMemoryBuilds } from '../support/in-memory-builds.js';
 import { ManualClock } from '../support/manual-clock.js';
@@ -245,3 +246,20 @@ describe('inWarmWindow', () => {
 function poolKey(pool: StandbyPool, name = 'default'): string {
   return pool.overridesKey(name) ?? '';
 }
+
+describe('the standby gauge', () => {
+  it('counts standby builds by pool and state at every scrape', async () => {
+    const metrics = new MuxMetrics(() => []);
+    let standbys = [
+      { pool: 'default', state: 'live' },
+      { pool: 'default', state: 'live' },
+      { pool: 'large', state: 'claimed' },
+    ];
+    metrics.trackStandbys(() => standbys);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('cbactions_mux_standby_builds{pool="default",state="live"} 2');
+    expect(text).toContain('cbactions_mux_standby_builds{pool="large",state="claimed"} 1');
+    standbys = [];
+    expect(await metrics.registry.metrics()).not.toContain('cbactions_mux_standby_builds{');
+  });
+});
