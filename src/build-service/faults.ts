@@ -145,3 +145,18 @@ export class FaultState {
     return out;
   }
 }
+
+/**
+ * Faults done to one running build at the moment a test chooses (`POST
+ * /_local/builds/<id>/<action>`), for races such as a standby that stops answering, or dies,
+ * exactly while a job is handed to it: `freeze` stops every process of the build's group
+ * (SIGSTOP: it takes nothing, answers nothing, as a hung container), `thaw` lets it go on
+ * (SIGCONT), `kill` SIGKILLs the group (the container died: the running command fails,
+ * so the build ends FAILED).
+ */
+export const BUILD_ACTIONS = { freeze: 'SIGSTOP', thaw: 'SIGCONT', kill: 'SIGKILL' } as const satisfies Record<string, NodeJS.Signals>;
+export type BuildAction = keyof typeof BUILD_ACTIONS;
+
+export function isBuildAction(value: string | undefined): value is BuildAction {
+  return value !== undefined && Object.hasOwn(BUILD_ACTIONS, value);
+}

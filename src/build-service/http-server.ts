@@ -6,7 +6,7 @@ import type { Logger } from '../util/logger.js';
 import { describeError } from '../util/errors.js';
 import { AwsErrorCode, AwsServiceError } from './aws-error.js';
 import type { CallCounter } from './call-counter.js';
-import { FaultsSchema, type FaultState } from './faults.js';
+import { FaultsSchema, isBuildAction, type FaultState } from './faults.js';
 import type { HostAllowlist } from './host-allowlist.js';
 import type { LocalCodeBuild } from './local-codebuild.js';
 import type { RequestAuthenticator, SignatureClaim } from './request-auth.js';
@@ -202,6 +202,19 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
       return;
     }
     const [, resource, id, sub] = parts;
+    if (resource === 'builds' && id !== undefined && method === 'POST' && parts.length === 4) {
+      if (!isBuildAction(sub)) {
+        sendJson(response, 404, { error: `no such build action: ${truncate(sub ?? '')} (freeze, thaw, kill)` });
+        return;
+      }
+      try {
+        sendJson(response, 200, deps.service.signalBuild(id, sub));
+      } catch (error) {
+        if (!(error instanceof AwsServiceError)) throw error;
+        sendJson(response, error.code === AwsErrorCode.ResourceNotFound ? 404 : 409, { error: error.message, code: error.code });
+      }
+      return;
+    }
     if (resource === 'builds' && method === 'GET') {
       if (id === undefined) {
         sendJson(response, 200, { builds: deps.service.records() });
@@ -216,7 +229,7 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
         sendJson(response, 200, record);
         return;
       }
-      if (sub === 'log') {
+      if (sub === 'log' && method === 'GET') {
         const log = await readFile(record.logFile, 'utf8').catch(() => '');
         response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
         response.end(log);

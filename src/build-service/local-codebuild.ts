@@ -7,7 +7,8 @@ import { AwsErrorCode, AwsServiceError, invalidInput } from './aws-error.js';
 import { BuildState, type ApiBuild, type ApiEnvironmentVariable, type LocalBuildRecord } from './build-record.js';
 import { BuildAbort, runBuild, type BuildPlan, type BuildRunnerDeps, type BuildspecSource } from './build-runner.js';
 import type { ProjectConfig } from './config.js';
-import type { FaultState } from './faults.js';
+import { BUILD_ACTIONS, type BuildAction, type FaultState } from './faults.js';
+import { signalGroup } from '../util/process-group.js';
 import { IDEMPOTENCY_TOKEN_TTL_MS, MAX_BATCH_GET_IDS, QUEUE_FACTOR } from './limits.js';
 import { RecordWriter } from './record-writer.js';
 import type { RoleAssumer } from './role-assumer.js';
@@ -169,6 +170,22 @@ export class LocalCodeBuild {
 
   hasProject(name: string): boolean {
     return this.projects.has(name);
+  }
+
+  /**
+   * A fault done to a running build's process group now (faults.ts BUILD_ACTIONS). Throws
+   * ResourceNotFoundException for an unknown build, InvalidInputException for one whose
+   * commands are not running (queued, provisioning, or over).
+   */
+  signalBuild(idOrUuid: string, action: BuildAction): LocalBuildRecord {
+    const entry = this.find(idOrUuid);
+    if (!entry) throw new AwsServiceError(AwsErrorCode.ResourceNotFound, `Build ${idOrUuid} does not exist`);
+    const pgid = entry.state.processGroup;
+    if (entry.stage !== 'running' || pgid === undefined || !signalGroup(pgid, BUILD_ACTIONS[action])) {
+      throw invalidInput(`build ${entry.state.identity.id} has no running commands to ${action} (phase ${entry.state.currentPhase})`);
+    }
+    this.deps.logger.info({ event: 'build.fault-action', buildId: entry.state.identity.id, action, processGroup: pgid }, 'fault done to a running build');
+    return entry.state.toRecord();
   }
 
   /** Every build's local record, oldest first. */

@@ -102,6 +102,38 @@ export const BuildSettingsSchema = z.strictObject({
 });
 export type BuildSettings = z.infer<typeof BuildSettingsSchema>;
 
+export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+
+const TIME_OF_DAY = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
+
+/** A UTC time window on some weekdays in which a pool keeps standby builds. */
+export const WarmWindowSchema = z
+  .strictObject({
+    days: z.array(z.enum(WEEKDAYS)).min(1).max(7),
+    /** UTC "HH:MM", inclusive. */
+    from: z.string().regex(TIME_OF_DAY, 'expected UTC "HH:MM"'),
+    /** UTC "HH:MM" (up to "24:00"), exclusive; later than `from`. */
+    to: z.string().regex(TIME_OF_DAY, 'expected UTC "HH:MM" (up to "24:00")'),
+  })
+  .refine((window) => window.from < window.to, { message: '"to" must be later than "from" (a window does not cross midnight: use two)', path: ['to'] });
+export type WarmWindow = z.infer<typeof WarmWindowSchema>;
+
+/**
+ * Standby builds (issue 11): builds started ahead of any job that wait for one, so a job's
+ * first step follows its assignment within seconds. They run under the pool's role and
+ * settings and cost build minutes while they wait.
+ */
+export const WarmSchema = z.strictObject({
+  /** How many standby builds the pool keeps started (0: none, every job gets a new build). */
+  standby: z.number().int().min(0).max(50).default(0),
+  /** How long one standby waits for a job once ready; then it ends (and is replaced). */
+  maxWaitMinutes: z.number().min(0.1).max(120).default(10),
+  /** UTC windows in which the pool is kept warm; absent: always. */
+  windows: z.array(WarmWindowSchema).min(1).max(50).optional(),
+});
+export type WarmSettings = z.infer<typeof WarmSchema>;
+
 /** Most listeners one pool may run per mux (slot directories are `<pool>-<index>`). */
 export const MAX_POOL_LISTENERS = 100;
 
@@ -123,6 +155,7 @@ export const PoolFieldsSchema = z.strictObject({
   /** How long an idle listener above the target (or a surplus prepared registration) waits before it is retired. */
   coolDownSeconds: z.number().int().min(0).max(86_400).default(300),
   build: BuildSettingsSchema.default(() => BuildSettingsSchema.parse({})),
+  warm: WarmSchema.default(() => WarmSchema.parse({})),
   /** Build settings a policy rule may change for this pool's jobs (policy.rules[].build); none by default. */
   overridable: z.array(z.enum(OVERRIDABLE_SETTINGS)).max(OVERRIDABLE_SETTINGS.length).default(() => []),
 });
@@ -273,6 +306,9 @@ export const ConfigSchema = z
       for (const issue of buildSettingsProblems(pool.build)) {
         ctx.addIssue({ code: 'custom', path: ['pools', index, 'build', issue.field], message: `pool "${pool.name}": ${issue.message}` });
       }
+      for (const issue of warmProblems(pool, config.mux.dispatch)) {
+        ctx.addIssue({ code: 'custom', path: ['pools', index, 'warm', issue.field], message: `pool "${pool.name}": ${issue.message}` });
+      }
     });
     for (const problem of policyProblems(config.policy, config.pools)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
   });
@@ -392,6 +428,22 @@ export function policyProblems(policy: PolicyConfig, pools: readonly Pool[]): Co
 export const RuntimeConfigSchema = ConfigSchema.superRefine((config, ctx) => {
   for (const problem of runtimeProblems(config)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
 });
+
+/** Standby builds need the mux to hand jobs over itself, and must end before CodeBuild's timeouts. */
+export function warmProblems(pool: Pool, dispatch: 'in-process' | 'worker'): { field: keyof WarmSettings; message: string }[] {
+  const problems: { field: keyof WarmSettings; message: string }[] = [];
+  if (pool.warm.standby === 0) return problems;
+  if (dispatch === 'worker') {
+    problems.push({ field: 'standby', message: 'standby builds need mux.dispatch "in-process" (a `cbactions worker` process cannot hand its job to a standby); set mux.dispatch to "in-process" or warm.standby to 0' });
+  }
+  const lambda = pool.build.computeType.startsWith('BUILD_LAMBDA_');
+  // A standby that waits as long as its build may run has no time left for the job.
+  const buildMinutes = lambda ? 15 : pool.build.timeoutMinutes;
+  if (buildMinutes !== undefined && pool.warm.maxWaitMinutes >= buildMinutes) {
+    problems.push({ field: 'maxWaitMinutes', message: `a standby waits ${pool.warm.maxWaitMinutes} min but its build may run only ${buildMinutes} min${lambda ? ' (Lambda compute)' : ' (build.timeoutMinutes)'}: wait less than that, leaving time for the job` });
+  }
+  return problems;
+}
 
 /** Combinations CodeBuild would refuse at StartBuild, caught when the config is loaded. */
 export function buildSettingsProblems(build: BuildSettings): { field: keyof BuildSettings; message: string }[] {

@@ -101,6 +101,16 @@ export interface ClockOffset {
 }
 
 /** The least offset consistent with CodeBuild stamping `buildStartTime` between `sentAt` and `answeredAt` (mux clock). */
+/**
+ * The part of CodeBuild's waits after `since` (a standby claimed while it was still queued or
+ * provisioning: only what the job itself waited counts). Times are CodeBuild's and the mux's:
+ * the few milliseconds they may differ are below what the log line prints.
+ */
+export function waitsSince(waits: PhaseWaits, since: number): PhaseWaits {
+  const after = (start: number | undefined, ms: number): number => (start === undefined ? 0 : Math.max(0, start + ms - Math.max(start, since)));
+  return { ...waits, submittedMs: after(waits.submittedAt, waits.submittedMs), queuedMs: after(waits.queuedAt, waits.queuedMs), provisioningMs: after(waits.provisioningAt, waits.provisioningMs) };
+}
+
 export function clockOffset(sentAt: number, answeredAt: number, buildStartTime: number | undefined): ClockOffset | undefined {
   if (buildStartTime === undefined || answeredAt < sentAt) return undefined;
   const offsetMs = buildStartTime < sentAt ? buildStartTime - sentAt : buildStartTime > answeredAt ? buildStartTime - answeredAt : 0;
@@ -164,6 +174,8 @@ export function jobTimelineRecord(input: TimelineInput): JobTimelineRecord {
   const problems: string[] = [];
   const waits = phaseWaits(final);
   if (!waits) problems.push('CodeBuild reported no end of PROVISIONING');
+  // A standby's own queueing and provisioning were before the job was handed to it.
+  const jobWaits = waits && input.mux.start === 'warm' ? waitsSince(waits, input.mux.dispatchedAt) : waits;
   const parsed = parseBuildTimeline(input.exported);
   if (parsed.problem) problems.push(parsed.problem);
   const build = parsed.timeline;
@@ -182,10 +194,10 @@ export function jobTimelineRecord(input: TimelineInput): JobTimelineRecord {
   put('workerExitedAt', build?.workerExitedAt);
   put('buildEndedAt', final.endTime?.getTime());
   const durations: JobTimelineRecord['durations'] = { dispatchMs: Math.max(0, input.mux.dispatchedAt - input.mux.assignedAt) };
-  if (waits) {
-    durations.waitedForCodeBuildMs = waits.submittedMs + waits.queuedMs + waits.provisioningMs;
-    durations.queuedMs = waits.queuedMs;
-    durations.provisioningMs = waits.provisioningMs;
+  if (jobWaits) {
+    durations.waitedForCodeBuildMs = jobWaits.submittedMs + jobWaits.queuedMs + jobWaits.provisioningMs;
+    durations.queuedMs = jobWaits.queuedMs;
+    durations.provisioningMs = jobWaits.provisioningMs;
   }
   if (times.workerStartedAt !== undefined) durations.startLatencyMs = Math.max(0, times.workerStartedAt - input.mux.assignedAt);
   if (build?.workerStartedAt !== undefined && build.workerExitedAt !== undefined) durations.jobMs = Math.max(0, build.workerExitedAt - build.workerStartedAt);

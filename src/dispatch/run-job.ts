@@ -10,7 +10,7 @@ import { sleep } from '../util/backoff.js';
 import { CbactionsError, describeError, isCbactionsError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { withRetries } from '../util/retry.js';
-import type { CodeBuildApi, BuildSnapshot } from './codebuild-api.js';
+import type { CodeBuildApi, BuildSnapshot, StartBuildRequest } from './codebuild-api.js';
 import type { BuildWaiter } from './build-waiter.js';
 import { beforeJobPhase, explainBuild, FailureCode, type JobFailure } from './failure.js';
 import { decideAdmission, DEFAULT_RULE, type AdmissionDecision } from './admission.js';
@@ -18,9 +18,10 @@ import { readJobContext } from './job-context.js';
 import { jobIdsOf, parseJobMessage, type JobIds } from './job-request.js';
 import { DEFAULT_JOB_LEASE, holdJobLease, type JobLeaseHandle, type JobLeaseSettings } from './job-lease.js';
 import type { RunnerFiles } from './runner-files.js';
+import { endedUntaken, startOverridesKey, type ClaimedStandby, type StandbyClaims } from './standby-claim.js';
 import { buildOverrides, idempotencyToken, startBuildWithRetries, StartBuildError } from './start-build.js';
 import { priceFacts, type PriceFacts } from './job-cost.js';
-import { clockOffset, jobTimelineRecord, phaseWaits, type JobTimelineRecord } from './job-timeline.js';
+import { clockOffset, jobTimelineRecord, phaseWaits, waitsSince, type JobTimelineRecord } from './job-timeline.js';
 
 /** Environment variable names the worker sends as StartBuild overrides (references and ids only). */
 export const BuildEnv = {
@@ -35,6 +36,8 @@ export const BuildEnv = {
   ComputeType: 'CBACTIONS_COMPUTE_TYPE',
   EnvironmentType: 'CBACTIONS_ENVIRONMENT_TYPE',
   MuxInstance: 'CBACTIONS_MUX_INSTANCE',
+  /** Only on standby builds: how long the entrypoint waits for a job once ready. */
+  StandbyWait: 'CBACTIONS_STANDBY_WAIT_SECONDS',
   ExitCode: 'CBACTIONS_EXIT_CODE',
   Failure: 'CBACTIONS_FAILURE',
   Timeline: 'CBACTIONS_TIMELINE',
@@ -66,7 +69,14 @@ export interface JobSettings {
   pricing?: PricingConfig;
   /** `codebuild.region`; the build's ARN names its region first. */
   region?: string;
+  /** How long a standby has to take a job handed to it before it is stopped and the job goes to a new build. */
+  standbyHandoverMs?: number;
 }
+
+/** A standby takes its payload within a poll (≤ 250 ms) when healthy; this is for one that is not. */
+export const DEFAULT_STANDBY_HANDOVER_MS = 60_000;
+/** How many standbys one job may stop to get past a full build quota. */
+const MAX_QUOTA_YIELDS = 3;
 
 /** Lets the host-wide watcher know which builds this worker owns (so orphans get stopped). */
 export interface BuildTracker {
@@ -85,7 +95,9 @@ export interface JobDependencies {
   tracker?: BuildTracker;
   /** Aborts when the worker process itself is told to stop (SIGTERM): handled like RunnerShutdown. */
   shutdownSignal?: AbortSignal;
-  /** The mux's clock for the job's timeline (tests inject one). */
+  /** The mux's standby builds (in-process dispatch only). */
+  standbys?: StandbyClaims;
+  /** Epoch ms for the job's timeline; Date.now by default. */
   now?: () => number;
   /** Told every admission decision, before anything else happens to the job (the mux counts them per rule). */
   onAdmission?: (decision: AdmissionDecision, job: { jobId: string; pool: string }) => void;
@@ -98,7 +110,7 @@ export interface JobOutcome {
   buildId?: string;
   /** The admission policy's decision (its rule; the reason when refused). */
   admission?: AdmissionDecision;
-  /** The job's timeline and cost (logged as `job.timeline`), for every job a build was started for. */
+  /** The job's timeline and cost (logged as `job.timeline`), for every job a build ran. */
   timeline?: JobTimelineRecord;
 }
 
@@ -161,6 +173,27 @@ export function lambdaPaths(build: BuildSettings): Record<string, string> {
     [BuildEnv.RunnerRoot]: '/tmp/actions-runner',
     [BuildEnv.KitDir]: '/tmp/cbactions',
     [BuildEnv.ResultDir]: '/tmp/cbactions-result',
+  };
+}
+
+/**
+ * The environment every build of a pool starts with (references and ids only), without the
+ * per-build `CBACTIONS_JOB_ID` / `CBACTIONS_STANDBY_WAIT_SECONDS`: the same for a job's
+ * build and a standby, so a standby's overrides equal those of the jobs it can take.
+ */
+export function buildEnvironment(settings: JobSettings, build: BuildSettings, roleId: string | undefined): Record<string, string> {
+  return {
+    [BuildEnv.PayloadStore]: settings.payloadReferences.store,
+    [BuildEnv.PayloadKey]: settings.payloadReferences.key,
+    [BuildEnv.Pool]: settings.poolName,
+    // The entrypoint checks that it runs as the role the payload is bound to.
+    ...(roleId !== undefined ? { [BuildEnv.PayloadRoleId]: roleId } : {}),
+    // For the job-started hook's "where does this run" line; a fleet defines its own.
+    ...(build.fleetArn === undefined
+      ? { [BuildEnv.ComputeType]: build.computeType, [BuildEnv.EnvironmentType]: build.environmentType }
+      : {}),
+    ...lambdaPaths(build),
+    ...(settings.muxInstance ? { [BuildEnv.MuxInstance]: settings.muxInstance } : {}),
   };
 }
 
@@ -242,197 +275,257 @@ export async function runJob(deps: JobDependencies): Promise<JobOutcome> {
   if (deps.shutdownSignal?.aborted) deliver('worker-shutdown');
   else deps.shutdownSignal?.addEventListener('abort', () => deliver('worker-shutdown'), { once: true, signal: jobScope.signal });
 
-  // The job ends here when no build was started for it.
-  const endedWithoutBuild = (outcome: JobOutcome): JobOutcome => {
-    jobScope.abort();
-    return outcome;
-  };
-
   const files = await deps.runnerFiles();
   const roleId = build.serviceRole?.roleId ?? settings.defaultRoleId;
-  const request = {
+  const request: StartBuildRequest = {
     projectName: settings.projectName,
     idempotencyToken: idempotencyToken(job.jobId, job.requestId, files.runnerName),
-    environmentVariables: {
-      [BuildEnv.PayloadStore]: settings.payloadReferences.store,
-      [BuildEnv.PayloadKey]: settings.payloadReferences.key,
-      [BuildEnv.Pool]: settings.poolName,
-      [BuildEnv.JobId]: job.jobId,
-      // The entrypoint checks that it runs as the role the payload is bound to.
-      ...(roleId !== undefined ? { [BuildEnv.PayloadRoleId]: roleId } : {}),
-      // For the job-started hook's "where does this run" line; a fleet defines its own.
-      ...(build.fleetArn === undefined
-        ? { [BuildEnv.ComputeType]: build.computeType, [BuildEnv.EnvironmentType]: build.environmentType }
-        : {}),
-      ...lambdaPaths(build),
-      ...(settings.muxInstance ? { [BuildEnv.MuxInstance]: settings.muxInstance } : {}),
-    },
+    environmentVariables: { ...buildEnvironment(settings, build, roleId), [BuildEnv.JobId]: job.jobId },
     ...buildOverrides(build),
   };
 
-  // The last look before a build is billed.
-  if (followUp !== undefined) return endedWithoutBuild(canceledBeforeBuild(followUp, job.jobId));
-  let started: BuildSnapshot;
-  const dispatchedAt = now();
   try {
-    started = await startBuildWithRetries(deps.builds, request, { logger, stopRetrying: followUpSeen.signal });
-  } catch (error) {
-    // The retry loop was stopped, or the last attempt failed after the follow-up: no build.
-    if (followUp !== undefined) return endedWithoutBuild(canceledBeforeBuild(followUp, job.jobId));
-    jobScope.abort();
-    if (error instanceof StartBuildError) return { exitCode: ExitCode.InfrastructureFailure, failure: error.failure, jobId: job.jobId };
-    throw error;
-  }
-  const answeredAt = now();
-  const buildId = started.id;
-  logger.info({ event: 'worker.build-started', jobId: job.jobId, buildId }, 'build started');
-  const region = buildRegion(started.arn, settings.region);
-  const price: PriceFacts | undefined = settings.pricing && region ? priceFacts(settings.pricing, region, build) : undefined;
-  await deps.tracker?.track(buildId, { jobId: job.jobId });
-
-  const binding: PayloadBinding = { buildId };
-  if (roleId !== undefined) binding.userId = expectedUserId(roleId, buildId);
-
-  let latest = started;
-  let stoppedByCbactions = false;
-
-  const stopBuild = async (why: string): Promise<void> => {
-    // Never for a build whose end the waiter has already seen.
-    if (stoppedByCbactions || jobScope.signal.aborted) return;
-    stoppedByCbactions = true;
-    logger.info({ event: 'worker.stop-build', buildId, why }, 'stopping build');
-    try {
-      await withRetries(() => deps.builds.stopBuild(buildId, jobScope.signal), { maxAttempts: 6, initialMs: 500, maxMs: 5000, isRetryable: isRetryableAwsError, signal: jobScope.signal });
-    } catch (error) {
-      // A build that already ended cannot be stopped; the waiter sees its final state.
-      logger.warn({ event: 'worker.stop-build.failed', buildId, error: awsErrorName(error) }, 'StopBuild failed');
+    // A standby started with exactly these overrides takes the job at once (claimed
+    // synchronously: of two jobs racing for the last one, one gets it, the other goes cold).
+    const claimed = followUp === undefined ? deps.standbys?.claim(settings.poolName, startOverridesKey(request)) : undefined;
+    if (claimed) {
+      logger.info({ event: 'dispatch.standby-claimed', jobId: job.jobId, buildId: claimed.build.id }, 'job handed to a standby build');
+      const warm = await runOnBuild(claimed.build, claimed.roleId, claimed, undefined);
+      claimed.release(warm.kind === 'reroute' ? 'rerouted' : 'ran');
+      if (warm.kind === 'outcome') return warm.outcome;
+      // Never opened: the job was not started anywhere, so a new build runs it as if no standby had been.
+      logger.warn({ event: 'dispatch.standby-handover-failed', jobId: job.jobId, buildId: claimed.build.id, reason: warm.reason }, 'the standby did not take the job; starting a new build for it');
     }
-    deps.waiter.poke?.(buildId);
-  };
 
-  const relayCancel = async (kind: FollowUp): Promise<void> => {
-    logger.info({ event: 'worker.cancel', buildId, kind, phase: latest.currentPhase }, 'cancel requested');
-    try {
-      await withRetries(() => deps.store.requestCancel(binding, jobScope.signal), { maxAttempts: 4, initialMs: 250, maxMs: 2000, isRetryable: () => true, signal: jobScope.signal });
-    } catch (error) {
-      if (jobScope.signal.aborted) return;
-      logger.warn({ event: 'worker.cancel-marker.failed', buildId, error: describeError(error) }, 'could not write the cancel marker');
-      await stopBuild('cancel marker failed');
-      return;
-    }
-    // The last poll may be seconds old: ask once more before stopping a build outright.
-    try {
-      const fresh = (await deps.builds.getBuilds([buildId], jobScope.signal)).builds.find((build) => build.id === buildId);
-      if (fresh) latest = fresh;
-    } catch (error) {
-      if (jobScope.signal.aborted) return;
-      logger.warn({ event: 'worker.cancel-refresh-failed', buildId, error: awsErrorName(error) }, 'could not refresh the build before cancelling');
-    }
-    if (jobScope.signal.aborted) return;
-    if (beforeJobPhase(latest)) {
-      // The job has not started in the build: nothing to cancel gracefully.
-      await stopBuild(`cancelled while ${latest.currentPhase ?? 'starting'}`);
-      return;
-    }
-    // The one grace timer of this job; it ends with the job.
-    void sleep(settings.cancelGraceMs, jobScope.signal).then(
-      () => stopBuild('cancel grace period expired'),
-      () => {},
-    );
-  };
-  // Once per job, whichever way the follow-up arrives.
-  let cancelling: Promise<void> | undefined;
-  const cancel = (kind: FollowUp): Promise<void> => (cancelling ??= relayCancel(kind));
-
-  // A follow-up while StartBuild was on its way: the build exists but has no job yet, so it
-  // gets none — it is stopped at once and the job ends Canceled.
-  const cancelledWhileStarting = followUp;
-  let failure: JobFailure | undefined;
-  let lease: JobLeaseHandle | undefined;
-  if (cancelledWhileStarting !== undefined) {
-    await stopBuild(`${cancelledWhileStarting} before the job was delivered`);
-  } else {
-    onFollowUp = (kind) => void cancel(kind);
-    try {
-      // Before the payload: a build that has its job always finds a lease to watch.
-      // The price rides on the lease from the start: the build prints the job's cost from it.
-      lease = await holdJobLease({ store: deps.store, binding, settings: settings.lease ?? DEFAULT_JOB_LEASE, logger, ...(price ? { facts: { price } } : {}) });
-      const sealed = await sealPayload(
-        deps.keys,
-        {
-          jobMessage: frame.body,
-          runnerFile: files.runnerFile,
-          ...(files.credentialsFile ? { credentialsFile: files.credentialsFile } : {}),
-          ...(settings.runnerVersion ? { runnerVersion: settings.runnerVersion } : {}),
-          ids: {
-            buildId,
-            jobId: job.jobId,
-            ...(job.requestId ? { requestId: job.requestId } : {}),
-            ...(files.runnerName ? { runnerName: files.runnerName } : {}),
-            pool: settings.poolName,
-          },
-          timeline: { assignedAt, dispatchedAt, start: 'cold' },
-        },
-        binding,
-      );
-      await withRetries(() => deps.store.put(binding, sealed), { maxAttempts: 5, initialMs: 300, maxMs: 5000, isRetryable: (error) => !isCbactionsError(error) || isRetryableAwsError(error) });
-      logger.info({ event: 'worker.payload-stored', buildId, bytes: sealed.length, location: deps.store.describe(binding) }, 'payload sealed and stored');
-    } catch (error) {
-      failure = { code: FailureCode.PayloadUpload, message: `could not deliver the sealed job to the build (${describeError(error)})`, buildId, ...(started.arn ? { buildArn: started.arn } : {}) };
-      logger.error({ event: 'worker.payload-failed', buildId, error: describeError(error) }, 'payload delivery failed');
-      await stopBuild('payload delivery failed');
-    }
-  }
-
-  let final: BuildSnapshot;
-  // Only the mux sees CodeBuild's phases: the build learns its queued/provisioning split from the lease.
-  let waitsSent = false;
-  try {
-    final = await deps.waiter.waitForCompletion(buildId, {
-      onUpdate: (snapshot) => {
-        latest = snapshot;
-        const waits = waitsSent ? undefined : phaseWaits(snapshot);
-        if (waits && lease) {
-          waitsSent = true;
-          void lease.addFacts({ waits: { submittedMs: waits.submittedMs, queuedMs: waits.queuedMs, provisioningMs: waits.provisioningMs } });
+    // The last look before a build is billed.
+    if (followUp !== undefined) return canceledBeforeBuild(followUp, job.jobId);
+    let started: BuildSnapshot | undefined;
+    const dispatchedAt = now();
+    for (let yielded = 0; started === undefined; yielded++) {
+      try {
+        started = await startBuildWithRetries(deps.builds, request, { logger, stopRetrying: followUpSeen.signal });
+      } catch (error) {
+        // The retry loop was stopped, or the last attempt failed after the follow-up: no build.
+        if (followUp !== undefined) return canceledBeforeBuild(followUp, job.jobId);
+        if (!(error instanceof StartBuildError)) throw error;
+        // Standbys must never keep a job from running: one of them makes room.
+        if (error.failure.code === FailureCode.Quota && yielded < MAX_QUOTA_YIELDS && deps.standbys && (await deps.standbys.yieldForQuota(build.fleetArn === undefined ? build.computeType : undefined))) {
+          logger.warn({ event: 'dispatch.standby-yielded', jobId: job.jobId, attempt: yielded + 1 }, 'the build quota is full: stopped a standby build to make room for the job');
+          continue;
         }
-        logger.info({ event: 'worker.build-update', buildId, status: snapshot.status, phase: snapshot.currentPhase }, 'build update');
-      },
-    });
+        return { exitCode: ExitCode.InfrastructureFailure, failure: error.failure, jobId: job.jobId, admission };
+      }
+    }
+    const cold = await runOnBuild(started, roleId, undefined, { sentAt: dispatchedAt, answeredAt: now() });
+    if (cold.kind === 'reroute') throw new CbactionsError('DISPATCH_INTERNAL', `a new build was treated as a standby (${cold.reason})`);
+    return cold.outcome;
   } finally {
-    onFollowUp = undefined;
     jobScope.abort();
-    // A cancel still on its way ends at its next step; its marker must not outlive the cleanup.
-    await cancelling?.catch(() => {});
-    await Promise.allSettled([deps.store.delete(binding), deps.store.clearCancel(binding), lease?.release()]);
   }
-  logger.info({ event: 'worker.build-finished', buildId, status: final.status }, 'build finished');
-  const timeline = jobTimelineRecord({
-    pool: settings.poolName,
-    jobId: job.jobId,
-    buildId,
-    mux: { assignedAt, dispatchedAt, start: 'cold' },
-    ...withClock(clockOffset(dispatchedAt, answeredAt, started.startTime?.getTime())),
-    final,
-    exported: final.exported[BuildEnv.Timeline],
-    ...(price ? { price } : {}),
-  });
-  // One event per job with every time and duration (the dashboard's and the metrics' source).
-  logger.info({ event: 'job.timeline', ...timeline }, 'job timeline');
 
-  if (cancelledWhileStarting !== undefined) return { ...canceledBeforeBuild(cancelledWhileStarting, job.jobId, started), timeline };
-  const exitCode = parseExitCode(final.exported[BuildEnv.ExitCode]);
-  if (failure === undefined && exitCode !== undefined && isValidWorkerExitCode(exitCode)) {
-    return { exitCode, jobId: job.jobId, buildId, timeline, admission };
+  /**
+   * The job on one build: lease, seal, payload, wait, cancel relay, result. For a standby
+   * (`warm`) the result may instead be `reroute`: the build ended (or was stopped for not
+   * taking the job in time) with its payload still in the store, so it never opened the job.
+   */
+  async function runOnBuild(
+    started: BuildSnapshot,
+    buildRoleId: string | undefined,
+    warm: ClaimedStandby | undefined,
+    /** The cold StartBuild's send and answer on the mux's clock: how the build's times are put on it. */
+    startCall: { sentAt: number; answeredAt: number } | undefined,
+  ): Promise<{ kind: 'outcome'; outcome: JobOutcome } | { kind: 'reroute'; reason: string }> {
+    const buildId = started.id;
+    // Ends with this build: its timers, retries and relays.
+    const buildScope = new AbortController();
+    if (!warm) logger.info({ event: 'worker.build-started', jobId: job.jobId, buildId }, 'build started');
+    const dispatchedAt = warm ? warm.claimedAt : (startCall?.sentAt ?? assignedAt);
+    const start = warm ? 'warm' : 'cold';
+    const region = buildRegion(started.arn, settings.region);
+    const price: PriceFacts | undefined = settings.pricing && region ? priceFacts(settings.pricing, region, build) : undefined;
+    await deps.tracker?.track(buildId, { jobId: job.jobId });
+
+    const binding: PayloadBinding = { buildId };
+    if (buildRoleId !== undefined) binding.userId = expectedUserId(buildRoleId, buildId);
+
+    let latest = started;
+    let stoppedByCbactions = false;
+
+    const stopBuild = async (why: string): Promise<void> => {
+      // Never for a build whose end the waiter has already seen.
+      if (stoppedByCbactions || buildScope.signal.aborted) return;
+      stoppedByCbactions = true;
+      logger.info({ event: 'worker.stop-build', buildId, why }, 'stopping build');
+      try {
+        await withRetries(() => deps.builds.stopBuild(buildId, buildScope.signal), { maxAttempts: 6, initialMs: 500, maxMs: 5000, isRetryable: isRetryableAwsError, signal: buildScope.signal });
+      } catch (error) {
+        // A build that already ended cannot be stopped; the waiter sees its final state.
+        logger.warn({ event: 'worker.stop-build.failed', buildId, error: awsErrorName(error) }, 'StopBuild failed');
+      }
+      deps.waiter.poke?.(buildId);
+    };
+
+    const relayCancel = async (kind: FollowUp): Promise<void> => {
+      logger.info({ event: 'worker.cancel', buildId, kind, phase: latest.currentPhase }, 'cancel requested');
+      try {
+        await withRetries(() => deps.store.requestCancel(binding, buildScope.signal), { maxAttempts: 4, initialMs: 250, maxMs: 2000, isRetryable: () => true, signal: buildScope.signal });
+      } catch (error) {
+        if (buildScope.signal.aborted) return;
+        logger.warn({ event: 'worker.cancel-marker.failed', buildId, error: describeError(error) }, 'could not write the cancel marker');
+        await stopBuild('cancel marker failed');
+        return;
+      }
+      // The last poll may be seconds old: ask once more before stopping a build outright.
+      try {
+        const fresh = (await deps.builds.getBuilds([buildId], buildScope.signal)).builds.find((build) => build.id === buildId);
+        if (fresh) latest = fresh;
+      } catch (error) {
+        if (buildScope.signal.aborted) return;
+        logger.warn({ event: 'worker.cancel-refresh-failed', buildId, error: awsErrorName(error) }, 'could not refresh the build before cancelling');
+      }
+      if (buildScope.signal.aborted) return;
+      if (beforeJobPhase(latest)) {
+        // The job has not started in the build: nothing to cancel gracefully.
+        await stopBuild(`cancelled while ${latest.currentPhase ?? 'starting'}`);
+        return;
+      }
+      // The one grace timer of this job; it ends with the build. A standby that has not
+      // taken the job yet finds the marker as soon as it opens it.
+      void sleep(settings.cancelGraceMs, buildScope.signal).then(
+        () => stopBuild('cancel grace period expired'),
+        () => {},
+      );
+    };
+    // Once per job, whichever way the follow-up arrives.
+    let cancelling: Promise<void> | undefined;
+    const cancel = (kind: FollowUp): Promise<void> => (cancelling ??= relayCancel(kind));
+
+    // A follow-up while StartBuild was on its way: the build exists but has no job yet, so it
+    // gets none — it is stopped at once and the job ends Canceled.
+    const cancelledWhileStarting = followUp;
+    let failure: JobFailure | undefined;
+    let lease: JobLeaseHandle | undefined;
+    let handoverLate = false;
+    if (cancelledWhileStarting !== undefined) {
+      await stopBuild(`${cancelledWhileStarting} before the job was delivered`);
+    } else {
+      onFollowUp = (kind) => void cancel(kind);
+      try {
+        // Before the payload: a build that has its job always finds a lease to watch.
+        // The price rides on the lease from the start: the build prints the job's cost from it.
+        lease = await holdJobLease({ store: deps.store, binding, settings: settings.lease ?? DEFAULT_JOB_LEASE, logger, ...(price ? { facts: { price } } : {}) });
+        const sealed = await sealPayload(
+          deps.keys,
+          {
+            jobMessage: frame.body,
+            runnerFile: files.runnerFile,
+            ...(files.credentialsFile ? { credentialsFile: files.credentialsFile } : {}),
+            ...(settings.runnerVersion ? { runnerVersion: settings.runnerVersion } : {}),
+            ids: {
+              buildId,
+              jobId: job.jobId,
+              ...(job.requestId ? { requestId: job.requestId } : {}),
+              ...(files.runnerName ? { runnerName: files.runnerName } : {}),
+              pool: settings.poolName,
+            },
+            timeline: { assignedAt, dispatchedAt, start },
+          },
+          binding,
+        );
+        await withRetries(() => deps.store.put(binding, sealed), { maxAttempts: 5, initialMs: 300, maxMs: 5000, isRetryable: (error) => !isCbactionsError(error) || isRetryableAwsError(error) });
+        logger.info({ event: 'worker.payload-stored', buildId, bytes: sealed.length, location: deps.store.describe(binding) }, 'payload sealed and stored');
+        if (warm) {
+          // A standby that does not take its job in time (frozen, lost its network) is stopped; the job then goes to a new build.
+          void sleep(settings.standbyHandoverMs ?? DEFAULT_STANDBY_HANDOVER_MS, buildScope.signal).then(async () => {
+            const pending = await deps.store.isPending(binding, buildScope.signal).catch(() => false);
+            if (!pending || buildScope.signal.aborted) return;
+            handoverLate = true;
+            await stopBuild('the standby did not take its job in time');
+          }, () => {});
+        }
+      } catch (error) {
+        failure = { code: FailureCode.PayloadUpload, message: `could not deliver the sealed job to the build (${describeError(error)})`, buildId, ...(started.arn ? { buildArn: started.arn } : {}) };
+        logger.error({ event: 'worker.payload-failed', buildId, error: describeError(error) }, 'payload delivery failed');
+        await stopBuild('payload delivery failed');
+      }
+    }
+
+    let final: BuildSnapshot;
+    let reroute: string | undefined;
+    // Only the mux sees CodeBuild's phases: the build learns its queued/provisioning split from
+    // the lease. A standby's own provisioning was before the job: only what came after the claim counts.
+    let waitsSent = false;
+    try {
+      final = await deps.waiter.waitForCompletion(buildId, {
+        onUpdate: (snapshot) => {
+          latest = snapshot;
+          const phases = waitsSent ? undefined : phaseWaits(snapshot);
+          const waits = phases && warm ? waitsSince(phases, warm.claimedAt) : phases;
+          if (waits && lease) {
+            waitsSent = true;
+            void lease.addFacts({ waits: { submittedMs: waits.submittedMs, queuedMs: waits.queuedMs, provisioningMs: waits.provisioningMs } });
+          }
+          logger.info({ event: 'worker.build-update', buildId, status: snapshot.status, phase: snapshot.currentPhase }, 'build update');
+        },
+      });
+      // Before the cleanup deletes it: a payload still waiting means the standby never opened the job.
+      if (warm && followUp === undefined) reroute = await handoverFailure(final, binding, handoverLate);
+    } finally {
+      onFollowUp = undefined;
+      buildScope.abort();
+      // A cancel still on its way ends at its next step; its marker must not outlive the cleanup.
+      await cancelling?.catch(() => {});
+      await Promise.allSettled([deps.store.delete(binding), deps.store.clearCancel(binding), lease?.release()]);
+    }
+    logger.info({ event: 'worker.build-finished', buildId, status: final.status }, 'build finished');
+    if (reroute !== undefined) return { kind: 'reroute', reason: reroute };
+    const timeline = jobTimelineRecord({
+      pool: settings.poolName,
+      jobId: job.jobId,
+      buildId,
+      mux: { assignedAt, dispatchedAt, start },
+      ...(startCall ? withClock(clockOffset(startCall.sentAt, startCall.answeredAt, started.startTime?.getTime())) : {}),
+      final,
+      exported: final.exported[BuildEnv.Timeline],
+      ...(price ? { price } : {}),
+    });
+    // One event per job with every time and duration (the dashboard's and the metrics' source).
+    logger.info({ event: 'job.timeline', ...timeline }, 'job timeline');
+
+    if (cancelledWhileStarting !== undefined) return { kind: 'outcome', outcome: { ...canceledBeforeBuild(cancelledWhileStarting, job.jobId, started), timeline } };
+    const exitCode = parseExitCode(final.exported[BuildEnv.ExitCode]);
+    if (failure === undefined && exitCode !== undefined && isValidWorkerExitCode(exitCode)) {
+      return { kind: 'outcome', outcome: { exitCode, jobId: job.jobId, buildId, timeline, admission } };
+    }
+    return {
+      kind: 'outcome',
+      outcome: {
+        exitCode: ExitCode.InfrastructureFailure,
+        failure: failure ?? explainBuild(final, { stoppedByCbactions }),
+        jobId: job.jobId,
+        buildId,
+        timeline,
+        admission,
+      },
+    };
   }
-  return {
-    exitCode: ExitCode.InfrastructureFailure,
-    failure: failure ?? explainBuild(final, { stoppedByCbactions }),
-    jobId: job.jobId,
-    buildId,
-    timeline,
-    admission,
-  };
+
+  /** Why a standby that ended never opened its job, or undefined when it did (or may have). */
+  async function handoverFailure(final: BuildSnapshot, binding: PayloadBinding, late: boolean): Promise<string | undefined> {
+    if (final.exported[BuildEnv.ExitCode] !== undefined && final.exported[BuildEnv.ExitCode] !== '') return undefined;
+    const exportedFailure = final.exported[BuildEnv.Failure];
+    // Its entrypoint says so: it checks its deadline before each poll and never takes after it.
+    if (endedUntaken(exportedFailure)) return `the standby ended without taking the job (${(exportedFailure ?? '').slice(0, 200)})`;
+    try {
+      if (await deps.store.isPending(binding)) {
+        return late ? 'the standby did not take the job in time and was stopped' : `the standby build ended ${final.status} before taking the job`;
+      }
+    } catch (error) {
+      // Cannot tell: the standby may have opened the job, so it must not run a second time.
+      logger.warn({ event: 'dispatch.standby-handover-unknown', buildId: binding.buildId, error: describeError(error) }, 'cannot tell whether the standby took its job; treating it as taken');
+    }
+    return undefined;
+  }
 }
 
 /** The admission decision for the job, logged with its job id and rule (config names and the job's repository/event/ref only). */

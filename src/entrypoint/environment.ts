@@ -15,6 +15,8 @@ export const EntrypointEnv = {
   PayloadRoleId: 'CBACTIONS_PAYLOAD_ROLE_ID',
   RunnerInstaller: 'CBACTIONS_RUNNER_INSTALLER',
   RunnerChecksums: 'CBACTIONS_RUNNER_CHECKSUMS',
+  StandbyWait: 'CBACTIONS_STANDBY_WAIT_SECONDS',
+  PayloadPoll: 'CBACTIONS_PAYLOAD_POLL_MS',
 } as const;
 
 type EntrypointVariable =
@@ -43,6 +45,8 @@ export const ENTRYPOINT_ENVIRONMENT: Readonly<Record<EntrypointVariable, string>
   CBACTIONS_ENVIRONMENT_TYPE: "the pool's environment type, shown in the job's first log line",
   CBACTIONS_RUNNER_INSTALLER: 'installer for images without the runner (default: docker/install-runner.sh of this installation)',
   CBACTIONS_RUNNER_CHECKSUMS: 'checksum list for that installer (default: docker/runner-checksums.txt of this installation)',
+  CBACTIONS_STANDBY_WAIT_SECONDS: 'set on standby builds only (the mux sets it): wait this long once ready for a job, then end with STANDBY_EXPIRED (1 to 7200)',
+  CBACTIONS_PAYLOAD_POLL_MS: "a standby's poll interval for its job in milliseconds (default 200, 10 to 250)",
   CODEBUILD_BUILD_ID: 'the build id (required; CodeBuild sets it)',
   CODEBUILD_BUILD_ARN: "the build's ARN, for the console link in the job's log (CodeBuild sets it)",
   CODEBUILD_BUILD_IMAGE: "the build image, shown in the job's first log line (CodeBuild sets it)",

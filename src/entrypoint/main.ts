@@ -27,6 +27,24 @@ function submittedAt(value: string | undefined): { submittedAt?: number } {
   return value !== undefined && /^\d{13}$/.test(value) ? { submittedAt: Number(value) } : {};
 }
 
+/** A standby notices its job within a quarter of a second (issue 11): its poll is at most 250 ms. */
+const DEFAULT_PAYLOAD_POLL_MS = 200;
+const MAX_PAYLOAD_POLL_MS = 250;
+
+/** The standby settings, or undefined for a build started for a job. */
+export function standbySettings(env: NodeJS.ProcessEnv): { waitMs: number; pollMs: number } | undefined {
+  const wait = env[EntrypointEnv.StandbyWait];
+  const poll = env[EntrypointEnv.PayloadPoll];
+  let pollMs = DEFAULT_PAYLOAD_POLL_MS;
+  if (poll !== undefined && poll !== '') {
+    if (!/^\d{1,3}$/.test(poll) || Number(poll) < 10 || Number(poll) > MAX_PAYLOAD_POLL_MS) throw new CbactionsError('CONFIG_INVALID', `${EntrypointEnv.PayloadPoll} must be whole milliseconds from 10 to ${MAX_PAYLOAD_POLL_MS}, got "${poll.slice(0, 20)}"`);
+    pollMs = Number(poll);
+  }
+  if (wait === undefined || wait === '') return undefined;
+  if (!/^\d{1,4}$/.test(wait) || Number(wait) < 1 || Number(wait) > 7200) throw new CbactionsError('CONFIG_INVALID', `${EntrypointEnv.StandbyWait} must be whole seconds from 1 to 7200, got "${wait.slice(0, 20)}"`);
+  return { waitMs: Number(wait) * 1000, pollMs };
+}
+
 /**
  * The worker bound the payload to `<roleId>:AWSCodeBuild-<uuid>` with the role id it was
  * configured with; if CodeBuild runs this build under another role, say so plainly rather
@@ -83,7 +101,9 @@ export async function runEntrypointCommand(): Promise<number> {
       checkPayloadRole(binding.userId, env[EntrypointEnv.PayloadRoleId]);
       return binding;
     };
+    const standby = standbySettings(env);
     result = await runEntrypoint({
+      ...(standby ? { standby } : {}),
       keys: services.keys,
       store: services.store,
       resolveBinding,

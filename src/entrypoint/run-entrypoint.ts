@@ -15,6 +15,9 @@ import { hookContext } from './job-hook.js';
 import { jobStartedLines, type JobLogContext } from './job-log.js';
 import { jobCompletedHookScript, jobStartedHookScript, type BuildFacts } from './job-started-hook.js';
 import { ensureRunnerInstalled } from './runner-install.js';
+import { StandbyFailureCode } from '../dispatch/standby-claim.js';
+import { SealErrorCode } from '../seal/errors.js';
+import { access, constants } from 'node:fs/promises';
 
 export interface EntrypointDependencies {
   keys: KeyService;
@@ -48,7 +51,18 @@ export interface EntrypointDependencies {
   submittedAt?: number;
   /** argv that runs `cbactions` (the job-completed hook calls `cbactions job-hook completed`). */
   cbactionsCommand: readonly string[];
+  /**
+   * A standby build (CBACTIONS_STANDBY_WAIT_SECONDS): started before any job, it waits up
+   * to `waitMs` from when it is ready, polling every `pollMs`, for a payload addressed to it.
+   */
+  standby?: { waitMs: number; pollMs: number };
+  /** Told when a standby is ready (epoch ms), for the build's exported timeline. */
+  onStandbyReady?: (readyAt: number) => void;
 }
+
+/** The result codes of a standby that ended without a job. */
+export const STANDBY_EXPIRED = StandbyFailureCode.Expired;
+export const STANDBY_STOPPED = StandbyFailureCode.Stopped;
 
 export type EntrypointResult = { kind: 'exit-code'; exitCode: number } | { kind: 'failure'; code: string; message: string };
 
@@ -108,8 +122,26 @@ async function runJobInBuild(deps: EntrypointDependencies, timeline: BuildTimeli
   let binding: PayloadBinding;
   try {
     binding = await deps.resolveBinding();
-    logger.info({ event: 'entrypoint.payload-wait', buildId: binding.buildId, location: deps.store.describe(binding) }, 'fetching the sealed job');
-    const sealed = await deps.store.take(binding, { waitMs: deps.payloadWaitMs, signal: deps.stopSignal });
+    let sealed: Buffer;
+    if (deps.standby) {
+      const onStandbyReady = deps.onStandbyReady;
+      const waited = await waitAsStandby(
+        {
+          ...deps,
+          onStandbyReady: (readyAt) => {
+            timeline.readyAt = Math.round(readyAt);
+            onStandbyReady?.(readyAt);
+          },
+        },
+        deps.standby,
+        binding,
+      );
+      if (waited.kind === 'failure') return waited;
+      sealed = waited.sealed;
+    } else {
+      logger.info({ event: 'entrypoint.payload-wait', buildId: binding.buildId, location: deps.store.describe(binding) }, 'fetching the sealed job');
+      sealed = await deps.store.take(binding, { waitMs: deps.payloadWaitMs, signal: deps.stopSignal });
+    }
     payload = await openPayload(deps.keys, sealed, binding);
     timeline.payloadOpenedAt = Math.round(clock());
   } catch (error) {
@@ -266,6 +298,48 @@ async function runJobInBuild(deps: EntrypointDependencies, timeline: BuildTimeli
     return { kind: 'failure', code: LEASE_EXPIRED, message: `the job's lease expired at ${leaseExpired.toISOString()} (the cbactions worker holding the job is gone); the job was cancelled (Runner.Worker exited ${exitCode})` };
   }
   return { kind: 'exit-code', exitCode };
+}
+
+/**
+ * A standby's wait: ready (what can be done before a job is done: the buildspec's install
+ * phase started Docker on privileged pools), then one `take` per poll. The deadline is
+ * checked before each poll, so no payload is taken after it; past it the build ends with
+ * STANDBY_EXPIRED, stopped while waiting with STANDBY_STOPPED — the mux then knows for
+ * sure that a payload it handed over was never opened.
+ */
+async function waitAsStandby(deps: EntrypointDependencies, standby: { waitMs: number; pollMs: number }, binding: PayloadBinding): Promise<{ kind: 'taken'; sealed: Buffer } | Extract<EntrypointResult, { kind: 'failure' }>> {
+  const { logger } = deps;
+  const now = deps.now ?? Date.now;
+  const readyAt = now();
+  const deadline = readyAt + standby.waitMs;
+  deps.onStandbyReady?.(readyAt);
+  const runnerPresent = await access(join(deps.runnerRoot, 'bin', 'Runner.Worker'), constants.X_OK).then(() => true, () => false);
+  logger.info({ event: 'entrypoint.standby-ready', buildId: binding.buildId, readyAt, waitSeconds: standby.waitMs / 1000, pollMs: standby.pollMs, runnerPresent, location: deps.store.describe(binding) }, 'standby ready; waiting for a job');
+  const stopped = () => ({ kind: 'failure' as const, code: STANDBY_STOPPED, message: `the standby build was stopped after waiting ${Math.round((now() - readyAt) / 1000)} s for a job; it took none` });
+  let polls = 0;
+  let warned = false;
+  for (;;) {
+    if (deps.stopSignal.aborted) return stopped();
+    if (now() >= deadline) {
+      logger.info({ event: 'entrypoint.standby-expired', buildId: binding.buildId, polls }, 'no job within the standby wait');
+      return { kind: 'failure', code: STANDBY_EXPIRED, message: `no job came within the standby wait of ${standby.waitMs / 1000} s; the standby took none` };
+    }
+    polls += 1;
+    try {
+      const sealed = await deps.store.take(binding, { waitMs: 0, signal: deps.stopSignal });
+      logger.info({ event: 'entrypoint.standby-taken', buildId: binding.buildId, waitedMs: now() - readyAt, polls }, 'standby took its job');
+      return { kind: 'taken', sealed };
+    } catch (error) {
+      if (deps.stopSignal.aborted) return stopped();
+      if (isCbactionsError(error, SealErrorCode.AlreadyUsed)) return { kind: 'failure', code: error.code, message: error.message };
+      // Not there yet; S3 may also answer 403 for a key not there yet, or fail for a moment: keep polling until the deadline.
+      if (!isCbactionsError(error, SealErrorCode.NotFound) && !warned) {
+        warned = true;
+        logger.warn({ event: 'entrypoint.standby-poll-failed', buildId: binding.buildId, error: describeError(error) }, 'polling for the job failed; still waiting');
+      }
+    }
+    await sleep(Math.max(0, Math.min(standby.pollMs, deadline - now())), deps.stopSignal).catch(() => {});
+  }
 }
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };

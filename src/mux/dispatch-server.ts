@@ -18,6 +18,7 @@ import { reportError, reportOutcome, type JobReport } from '../dispatch/job-repo
 import { jobSettings } from '../dispatch/job-settings.js';
 import { runJob } from '../dispatch/run-job.js';
 import type { JobTimelineRecord } from '../dispatch/job-timeline.js';
+import type { StandbyClaims } from '../dispatch/standby-claim.js';
 import { readRunnerFiles } from '../dispatch/runner-files.js';
 import {
   decodeHello,
@@ -86,6 +87,8 @@ export interface DispatchServerOptions {
   /** Every admission decision of a job (the mux counts them per rule in /metrics). */
   onAdmission?: (decision: AdmissionDecision, job: { jobId: string; pool: string }) => void;
   closeTimeoutMs?: number;
+  /** The mux's standby builds: a job for a warm pool goes to one when it can. */
+  standbys?: StandbyClaims;
 }
 
 /** Chunks of the listener's pipe as the shim relays them; ends at EOF or when the connection goes. */
@@ -385,6 +388,7 @@ export class DispatchServer {
         shutdownSignal: job.shutdown.signal,
         settings,
         ...(this.options.onAdmission ? { onAdmission: this.options.onAdmission } : {}),
+        ...(this.options.standbys ? { standbys: this.options.standbys } : {}),
       });
       jobId = outcome.jobId;
       timeline = outcome.timeline;

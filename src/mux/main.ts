@@ -25,11 +25,12 @@ import { DemandMetrics } from './demand-metrics.js';
 import { DISPATCH_SOCKET_NAME, DISPATCH_SOCKET_VARIABLE, DispatchServer } from './dispatch-server.js';
 import { createGitHubClient } from './github-client.js';
 import { muxInstanceId } from './instance-id.js';
-import { Mux, MuxErrorCode } from './mux.js';
+import { ListenerEnv, Mux, MuxErrorCode } from './mux.js';
 import { OctokitRunnerRegistry } from './octokit-registry.js';
 import { currentProcessIdentity, MuxJournal, readPreviousJournal, StateDirLock } from './previous-life.js';
 import { RegistryErrorCode } from './runner-registry.js';
 import { secretEnvNames } from './secret-source.js';
+import { StandbyPool } from './standby-pool.js';
 
 /** Environment variables the mux itself reads. */
 export const MuxEnv = {
@@ -114,6 +115,25 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
     // Unset, the shim falls back to `cbactions worker` (mux.dispatch: worker).
     if (inProcess) listenerEnv[DISPATCH_SOCKET_VARIABLE] = dispatchSocketPath;
     else delete listenerEnv[DISPATCH_SOCKET_VARIABLE];
+    // Warm pools' standby builds (in-process dispatch only: the config refuses them otherwise).
+    const standbys = inProcess
+      ? new StandbyPool({
+          config,
+          configPath,
+          builds,
+          waiter: watcher,
+          logger,
+          env: { [ListenerEnv.MuxInstance]: instance },
+          journal: { add: (buildId) => mux.recordBuild(buildId, undefined), remove: (buildId) => mux.forgetBuild(buildId) },
+          // The price of being warm: a standby that ran a job is that job's build (its cost is the job's).
+          onEnded: (ended) => {
+            const pool = config.pools.find((candidate) => candidate.name === ended.pool);
+            const region = config.codebuild.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+            if (ended.reason === 'used' || pool === undefined || region === undefined) return;
+            mux.jobMetrics.recordStandbyCost({ pool: pool.name, build: pool.build, region, startedAt: ended.startedAt, endedAt: ended.endedAt });
+          },
+        })
+      : undefined;
     const mux = new Mux({
       config,
       configPath,
@@ -130,6 +150,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
       listenerLauncher: launcherPath,
       instance,
       lifecycle: { previous, open: () => new MuxJournal(stateDir, { instance, ...self }, logger), builds },
+      ...(standbys?.enabled ? { standbys } : {}),
     });
     watcher.start();
     server = await WatcherServer.listen({
@@ -156,6 +177,7 @@ export async function runMux(options: MuxRunOptions): Promise<number> {
         payloads: () => clients.payloads(),
         waiter: watcher,
         slot: (slotId) => mux.dispatchSlot(slotId),
+        ...(standbys?.enabled ? { standbys } : {}),
         logger,
         onAdmission: (decision, job) => mux.metrics.recordAdmission(decision, job),
         onEvent: (event) => {

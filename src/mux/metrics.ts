@@ -120,4 +120,23 @@ export class MuxMetrics {
   recordAdmission(decision: Pick<AdmissionDecision, 'rule' | 'effect'>, job: { pool: string }): void {
     this.policyDecisions.inc({ pool: job.pool, rule: decision.rule, effect: decision.effect });
   }
+
+  /** `cbactions_mux_standby_builds{pool,state}`: the warm pools' standby builds, read at every scrape. */
+  trackStandbys(standbys: () => { pool: string; state: string }[]): void {
+    new Gauge({
+      name: 'cbactions_mux_standby_builds',
+      help: 'Standby builds of warm pools, by state (live: waiting for a job; claimed: handed a job; stopping)',
+      labelNames: ['pool', 'state'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const { pool, state } of standbys()) counts.set(JSON.stringify([pool, state]), (counts.get(JSON.stringify([pool, state])) ?? 0) + 1);
+        for (const [key, count] of counts) {
+          const [pool, state] = JSON.parse(key) as [string, string];
+          this.set({ pool, state }, count);
+        }
+      },
+    });
+  }
 }

@@ -83,6 +83,11 @@ export interface MuxDependencies {
   };
   /** `CBACTIONS_MUX_INSTANCE` for listeners and workers. */
   instance?: string;
+  /**
+   * The standby builds of warm pools (standby-pool.ts): started once the previous life is
+   * cleaned up (so they are journaled), closed when the drain begins and at exit.
+   */
+  standbys?: { start(): void; close(): Promise<void>; list(): { pool: string; state: string }[] };
   fetchImpl?: typeof fetch;
   random?: () => number;
   /** Time for the pools' cool-downs (default: the system clock). */
@@ -126,6 +131,8 @@ export class Mux {
       () => this.capacity(),
     );
     this.jobMetrics = new JobMetrics(this.metrics, deps.logger, deps.config.pricing);
+    const standbys = deps.standbys;
+    if (standbys) this.metrics.trackStandbys(() => standbys.list());
     this.#protection = new TaskProtection({
       agentUri: deps.ecsAgentUri,
       expiresInMinutes: deps.config.mux.taskProtectionMinutes,
@@ -211,6 +218,7 @@ export class Mux {
     await this.#removeStaleRegistrations(signal);
     await this.#createSlots(runnerRoot, stateDir, runnerGroup);
     this.#statusServer = await startStatusServer({ host: config.mux.statusHost, port: config.mux.statusPort, status: () => this.status(), metrics: this.metrics.registry, logger: this.#log });
+    this.deps.standbys?.start();
     this.#log.info({
       event: 'mux.started',
       statusUrl: this.#statusServer.url,
@@ -240,6 +248,7 @@ export class Mux {
       await Promise.all(this.#slots.map((slot) => slot.forceStop()));
       throw error;
     } finally {
+      await this.deps.standbys?.close().catch((error: unknown) => this.#log.error({ event: 'mux.standby-close-failed', error: describeError(error) }));
       await this.#removeRemainingRegistrations();
       await this.#protection.close();
       await this.#statusServer.close();
@@ -253,12 +262,15 @@ export class Mux {
     const timeoutMs = this.deps.config.mux.drainTimeoutSeconds * 1000;
     const busy = this.#slots.filter((slot) => slot.busy).map((slot) => slot.id);
     this.#log.info({ event: 'mux.drain-started', busySlots: busy, timeoutSeconds: this.deps.config.mux.drainTimeoutSeconds });
+    // Waiting standbys have no job to finish: they go first (bounded), while busy slots drain.
+    const standbysClosed = this.deps.standbys?.close().catch((error: unknown) => this.#log.error({ event: 'mux.standby-close-failed', error: describeError(error) }));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolveTimeout) => {
       timer = setTimeout(() => resolveTimeout('timeout'), timeoutMs);
     });
     const outcome = await Promise.race([allDone.then(() => 'done' as const), timedOut]);
     clearTimeout(timer);
+    await standbysClosed;
     if (outcome === 'done') {
       this.#log.info({ event: 'mux.drain-finished' });
       return ExitCode.Ok;

@@ -102,6 +102,11 @@ export class LocalPayloadStore implements PayloadStore {
     }
   }
 
+  async isPending(binding: PayloadBinding, signal?: AbortSignal): Promise<boolean> {
+    signal?.throwIfAborted();
+    return this.#exists(this.#path(binding, '.sealed'));
+  }
+
   async delete(binding: PayloadBinding, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     await this.#remove(this.#path(binding, '.sealed'));

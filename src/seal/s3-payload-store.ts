@@ -113,6 +113,32 @@ export class S3PayloadStore implements PayloadStore {
     return body;
   }
 
+  /**
+   * The listener task may write and delete payloads but not read them (least privilege: not
+   * even HeadObject), so it asks S3 with a conditional write instead: PutObject of an empty
+   * body with `If-None-Match: *` fails with 412 when the payload is still there; when it is
+   * not (taken), the empty object it created is deleted at once. Only a build that has
+   * already taken its payload (it never polls again) or has ended can see that object.
+   */
+  async isPending(binding: PayloadBinding, signal?: AbortSignal): Promise<boolean> {
+    const key = this.objectKey(binding);
+    try {
+      await this.#client.send(new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: Buffer.alloc(0),
+          IfNoneMatch: '*',
+          ContentType: 'application/octet-stream',
+          ...(this.#kmsKeyId === undefined ? {} : { ServerSideEncryption: 'aws:kms' as const, SSEKMSKeyId: this.#kmsKeyId }),
+        }), { abortSignal: signal });
+    } catch (error) {
+      if (awsHttpStatus(error) === 412 || awsErrorName(error) === 'PreconditionFailed') return true;
+      throw this.#wrap('PutObject', key, error, signal);
+    }
+    await this.#delete(key, signal);
+    return false;
+  }
+
   async delete(binding: PayloadBinding, signal?: AbortSignal): Promise<void> {
     await this.#delete(this.objectKey(binding), signal);
   }

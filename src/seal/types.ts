@@ -51,6 +51,11 @@ export interface PayloadStore {
   put(binding: PayloadBinding, sealed: Buffer, signal?: AbortSignal): Promise<void>;
   /** Reads and deletes: a payload opens once. Throws PAYLOAD_NOT_FOUND / PAYLOAD_ALREADY_USED. */
   take(binding: PayloadBinding, options?: TakeOptions): Promise<Buffer>;
+  /**
+   * Whether the payload is still there, put and not taken (a standby handover: a build that
+   * ended with its payload still waiting never opened the job). Throws when the store can't tell.
+   */
+  isPending(binding: PayloadBinding, signal?: AbortSignal): Promise<boolean>;
   /** Removes the payload if still there (cleanup after a failed start). Idempotent. */
   delete(binding: PayloadBinding, signal?: AbortSignal): Promise<void>;
   /** The worker asks the build to cancel its job. */

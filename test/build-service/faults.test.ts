@@ -1,11 +1,21 @@
 import { AccountLimitExceededException, BatchGetBuildsCommand, StartBuildCommand } from '@aws-sdk/client-codebuild';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FaultState, FaultsSchema } from '../../src/build-service/faults.js';
+import { liveGroupMembers } from '../../src/util/process-group.js';
+import { readProcStat } from '../../src/util/proc.js';
 import { phaseSummary, startInProcess, type InProcess } from './harness.js';
 
 // Fault injection: what the control API arms, the SDK and the builds see.
+
+// Waits in BUILD for a "go" file the test writes, then marks that it went on.
+const WAITS = `version: 0.2
+phases:
+  build:
+    commands:
+      - touch "$CODEBUILD_SRC_DIR/started"; while [ ! -e "$CODEBUILD_SRC_DIR/go" ]; do sleep 0.05; done; touch "$CODEBUILD_SRC_DIR/went-on"
+`;
 
 const MARKS = `version: 0.2
 phases:
@@ -65,7 +75,7 @@ describe('fault injection through the control API', () => {
   let service: InProcess;
 
   beforeAll(async () => {
-    service = await startInProcess({ buildspecs: { marks: MARKS, other: MARKS } });
+    service = await startInProcess({ buildspecs: { marks: MARKS, other: MARKS, waits: WAITS } });
   });
 
   afterEach(async () => {
@@ -156,5 +166,35 @@ describe('fault injection through the control API', () => {
     expect(JSON.stringify(bad.json)).toContain('buildFailures[0].phase');
     const cleared = await control(service, 'DELETE', '/_local/faults');
     expect(cleared.json).toEqual({ buildFailures: [] });
+  });
+
+  it('freezes a running build (every process stopped), thaws it, and kills one (the build fails)', { timeout: 60_000 }, async () => {
+    const srcOf = (id: string) => join(service.stateDir, 'builds', id.split(':')[1] as string, 'src');
+    const frozen = (await service.start({ projectName: 'waits' })).id as string;
+    await expect.poll(() => existsSync(join(srcOf(frozen), 'started')), { timeout: 30_000, interval: 20 }).toBe(true);
+    const pgid = service.running.service.record(frozen)?.processGroup;
+    expect(pgid).toBeGreaterThan(0);
+    expect((await control(service, 'POST', `/_local/builds/${encodeURIComponent(frozen)}/freeze`)).status).toBe(200);
+    // SIGSTOP is delivered asynchronously: wait until every member shows it.
+    const states = () => liveGroupMembers(pgid as number).map((pid) => readProcStat(pid)?.state);
+    await expect.poll(() => states().length > 0 && states().every((state) => state === 'T'), { timeout: 10_000, interval: 10 }).toBe(true);
+    writeFileSync(join(srcOf(frozen), 'go'), '');
+    expect((await control(service, 'POST', `/_local/builds/${encodeURIComponent(frozen)}/thaw`)).status).toBe(200);
+    expect((await service.waitComplete(frozen)).buildStatus).toBe('SUCCEEDED');
+    expect(existsSync(join(srcOf(frozen), 'went-on'))).toBe(true);
+
+    const killed = (await service.start({ projectName: 'waits' })).id as string;
+    await expect.poll(() => existsSync(join(srcOf(killed), 'started')), { timeout: 30_000, interval: 20 }).toBe(true);
+    expect((await control(service, 'POST', `/_local/builds/${encodeURIComponent(killed)}/kill`)).status).toBe(200);
+    const failed = await service.waitComplete(killed);
+    expect(failed.buildStatus).toBe('FAILED');
+    expect(existsSync(join(srcOf(killed), 'went-on'))).toBe(false);
+
+    // Over, unknown, or no such action: refused, naming why.
+    const over = await control(service, 'POST', `/_local/builds/${encodeURIComponent(killed)}/freeze`);
+    expect(over.status).toBe(409);
+    expect(JSON.stringify(over.json)).toContain('no running commands');
+    expect((await control(service, 'POST', '/_local/builds/waits:nope/freeze')).status).toBe(404);
+    expect((await control(service, 'POST', `/_local/builds/${encodeURIComponent(killed)}/melt`)).status).toBe(404);
   });
 });

@@ -117,6 +117,9 @@ class WatchedStore implements PayloadStore {
   delete(binding: PayloadBinding) {
     return this.inner.delete(binding);
   }
+  isPending(binding: PayloadBinding) {
+    return this.inner.isPending(binding);
+  }
   async requestCancel(binding: PayloadBinding, signal?: AbortSignal) {
     this.cancelMarkers += 1;
     await this.inner.requestCancel(binding);

@@ -220,3 +220,18 @@ describe('S3PayloadStore', () => {
     expect(isCbactionsError(e2)).toBe(true);
   });
 });
+
+describe('S3PayloadStore.isPending (a standby handover: was the payload taken?)', () => {
+  it('is true while the payload waits, false once taken or deleted, and leaves nothing behind', async () => {
+    expect(await store.isPending(bindingA)).toBe(false);
+    expect(await listKeys()).toEqual([]);
+    const sealed = await sealPayload(keys, makePayload(BUILD_A), bindingA);
+    await store.put(bindingA, sealed);
+    expect(await store.isPending(bindingA)).toBe(true);
+    // Asking did not touch the payload.
+    expect((await store.take(bindingA)).equals(sealed)).toBe(true);
+    expect(await store.isPending(bindingA)).toBe(false);
+    expect(await listKeys()).toEqual([]);
+  });
+});
+

@@ -84,6 +84,8 @@ export interface BuildServiceProcess {
   setFaults(faults: FaultsInput): Promise<FaultsSnapshot>;
   /** `DELETE /_local/faults`. */
   clearFaults(): Promise<void>;
+  /** `POST /_local/builds/<id>/<action>`: freeze, thaw or kill a running build's processes now. */
+  buildAction(id: string, action: 'freeze' | 'thaw' | 'kill'): Promise<LocalBuildRecord>;
   /** `GET /_local/builds/<id>/log`: the build's output and `[Container]` lines. */
   log(id: string): Promise<string>;
   /** The service's stderr so far (pino JSON lines). */
@@ -294,6 +296,7 @@ export async function startBuildService(options: StartBuildServiceOptions = {}):
     },
     faults: () => json<FaultsSnapshot>('GET', '/_local/faults'),
     setFaults: (faults) => json<FaultsSnapshot>('POST', '/_local/faults', faults),
+    buildAction: (id, action) => json<LocalBuildRecord>('POST', `/_local/builds/${encodeURIComponent(id)}/${action}`),
     async clearFaults() {
       await request('DELETE', '/_local/faults');
     },

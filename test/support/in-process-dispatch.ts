@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { loadConfigFile } from '../../src/config/load.js';
 import { AwsCodeBuildApi } from '../../src/dispatch/codebuild-api.js';
 import { DispatchServer, DISPATCH_SOCKET_NAME, DISPATCH_SOCKET_VARIABLE, type DispatchEvent } from '../../src/mux/dispatch-server.js';
+import { StandbyPool, type StandbyPoolOptions } from '../../src/mux/standby-pool.js';
 import { createPayloadServices, payloadRefsFromConfig } from '../../src/seal/index.js';
 import { createLogger } from '../../src/util/logger.js';
 import { BuildWatcher } from '../../src/watcher/build-watcher.js';
@@ -19,6 +20,8 @@ export interface InProcessDispatch {
   /** What the listener of slot `default-0` would have in its environment for the shim. */
   env: Record<string, string>;
   logPath: string;
+  /** The standby builds of warm pools (only when the config has some), started with the server. */
+  standbys?: StandbyPool;
   stop(): Promise<void>;
 }
 
@@ -35,6 +38,8 @@ export async function startInProcessDispatch(options: {
   slotConfigDir: string;
   /** For KMS/S3 payloads: the client config of the AWS they are on (moto's). */
   aws?: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  /** Timing of the standby manager (warm pools only). */
+  standbyOptions?: Partial<StandbyPoolOptions>;
 }): Promise<InProcessDispatch> {
   const config = await loadConfigFile(options.configPath, { runtime: true });
   const codebuild = options.service.client({ maxAttempts: 1 });
@@ -50,6 +55,8 @@ export async function startInProcessDispatch(options: {
   const events: DispatchEvent[] = [];
   const admissions: InProcessDispatch['admissions'] = [];
   const socketPath = join(options.stateDir, DISPATCH_SOCKET_NAME);
+  const warm = new StandbyPool({ config, configPath: options.configPath, builds, waiter: watcher, logger, env: {}, ...options.standbyOptions });
+  const standbys = warm.enabled ? warm : undefined;
   const server = await DispatchServer.listen({
     socketPath,
     config,
@@ -61,14 +68,18 @@ export async function startInProcessDispatch(options: {
     logger,
     onEvent: (event) => events.push(event),
     onAdmission: (decision, job) => admissions.push({ jobId: job.jobId, pool: job.pool, rule: decision.rule, effect: decision.effect }),
+    ...(standbys ? { standbys } : {}),
   });
+  standbys?.start();
   return {
     socketPath,
     events,
     admissions,
     env: { [DISPATCH_SOCKET_VARIABLE]: socketPath, CBACTIONS_SLOT: 'default-0' },
     logPath,
+    ...(standbys ? { standbys } : {}),
     stop: async () => {
+      await standbys?.close();
       await server.close();
       await watcher.close();
       codebuild.destroy();

@@ -7,6 +7,7 @@ import { readProcStat } from '../../src/util/proc.js';
 import { runFakeJob, type FakeJobOptions, type FakeJobResult } from '../fixtures/fake-listener.js';
 import { startBuildService, type BuildServiceProcess } from './build-service.js';
 import { startInProcessDispatch, type InProcessDispatch } from './in-process-dispatch.js';
+import type { StandbyPoolOptions } from '../../src/mux/standby-pool.js';
 import { CBACTIONS_BIN, makeFakeRunnerRoot, makeListenerRoot, PROJECT_ROOT } from './runner-root.js';
 
 /**
@@ -58,6 +59,8 @@ export interface JobPathRigOptions {
   serviceEnv?: Record<string, string>;
   /** Added to every worker's environment. */
   workerEnv?: Record<string, string>;
+  /** Timing of the in-process standby manager (pools with `warm`). */
+  standbyOptions?: Partial<StandbyPoolOptions>;
 }
 
 export async function startJobPathRig(options: JobPathRigOptions = {}): Promise<JobPathRig> {
@@ -100,7 +103,7 @@ export async function startJobPathRig(options: JobPathRigOptions = {}): Promise<
   const workerLog = join(base, 'worker.log');
   const dispatch = options.dispatch ?? 'worker';
   // The listener root holds the slot's .runner (the worker reads it from the parent of its cwd).
-  const inProcess = dispatch === 'in-process' ? await startInProcessDispatch({ service, configPath, stateDir: join(base, 'mux-state'), slotConfigDir: listenerRoot, ...(options.aws ? { aws: options.aws } : {}) }) : undefined;
+  const inProcess = dispatch === 'in-process' ? await startInProcessDispatch({ service, configPath, stateDir: join(base, 'mux-state'), slotConfigDir: listenerRoot, ...(options.aws ? { aws: options.aws } : {}), ...(options.standbyOptions ? { standbyOptions: options.standbyOptions } : {}) }) : undefined;
   const workerEnv: NodeJS.ProcessEnv = {
     ...process.env,
     ...service.clientEnv(),
