@@ -200,6 +200,9 @@ export class StandbyPool implements StandbyClaims {
     this.#stop.abort();
     this.#wakeup.wake();
     await this.#loop;
+    // A StartBuild still on its way answers with a build nobody else would stop: wait for it
+    // (its start stops it, the pool being closed) so the build is among those waited for below.
+    await Promise.allSettled([...this.#starting]);
     const unclaimed = [...this.#standbys.values()].filter((standby) => standby.state !== 'claimed');
     await Promise.all(unclaimed.map((standby) => this.#stopStandby(standby, 'the mux is stopping')));
     await Promise.all(unclaimed.map((standby) => this.#endedWithin(standby, this.options.endWaitMs ?? DEFAULT_END_WAIT_MS)));
@@ -229,7 +232,7 @@ export class StandbyPool implements StandbyClaims {
           next = Math.min(next, state.notBefore - now);
           continue;
         }
-        for (let index = 0; index < missing; index++) void this.#startOne(state);
+        for (let index = 0; index < missing; index++) this.#track(this.#startOne(state));
       }
       // The backstop: no unclaimed standby outlives its wait limit (its entrypoint should have ended it).
       for (const standby of this.#standbys.values()) {
@@ -240,6 +243,14 @@ export class StandbyPool implements StandbyClaims {
       }
       await this.#wakeup.wait(seen, { timeoutMs: Number.isFinite(next) ? Math.max(1, next) : undefined, signal: this.#stop.signal });
     }
+  }
+
+  /** Standby starts on their way (close() waits for them). */
+  readonly #starting = new Set<Promise<void>>();
+
+  #track(start: Promise<void>): void {
+    this.#starting.add(start);
+    void start.finally(() => this.#starting.delete(start));
   }
 
   async #startOne(state: PoolState): Promise<void> {

@@ -46,7 +46,7 @@ describe.each(JOB_PATH_DISPATCHES)('admission policy through the build service (
       serviceEnv: { ...aws, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1' },
       workerEnv: aws,
     });
-  });
+  }, 180_000);
   afterAll(async () => {
     await rig?.stop();
     await moto?.stop();
@@ -64,13 +64,13 @@ describe.each(JOB_PATH_DISPATCHES)('admission policy through the build service (
     expect(log).toContain(`payloads/${roles['repo-a']?.roleId}:AWSCodeBuild-${build?.uuid}`);
     expect((await s3.send(new ListObjectsV2Command({ Bucket: bucket }))).Contents ?? []).toEqual([]);
     if (dispatch === 'in-process') expect(rig.inProcess?.admissions).toContainEqual({ jobId: 'job-repo-a', pool: 'default', rule: 'repo-a', effect: 'run' });
-  });
+  }, 120_000);
 
   it('a job of another repository runs as its pool\'s role', async () => {
     const result = await rig.runJob({ jobBody: jobMessage({ jobId: 'job-repo-b', github: githubContext('acme/b') }) });
     expect(result.exitCode).toBe(100);
     expect((await rig.service.builds()).at(-1)?.request.serviceRoleOverride).toBe(roles.shared?.arn);
-  });
+  }, 120_000);
 
   it('a fork pull request for the Docker pool is refused with its reason, and no build is started', async () => {
     const before = (await rig.service.builds()).length;
@@ -87,5 +87,5 @@ describe.each(JOB_PATH_DISPATCHES)('admission policy through the build service (
     expect(ends.map((line) => (JSON.parse(line) as { event: string }).event)).toEqual(['worker.refused']);
     // The github context's token is never read, so never logged.
     expect(readFileSync(rig.inProcess?.logPath ?? rig.workerLog, 'utf8')).not.toContain('ghs_context-token-never-read');
-  });
+  }, 120_000);
 });

@@ -122,7 +122,7 @@ describe('standby builds: handover races through the local build service', () =>
 
 describe('standby builds: a standby that expires while its job is handed over', () => {
   let rig: JobPathRig;
-  const waitSeconds = 30;
+  const waitSeconds = 45;
 
   beforeAll(async () => {
     // A short wait; claims allowed until 2 s before it ends, so the test can hand one over late.

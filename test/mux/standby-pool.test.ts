@@ -192,6 +192,35 @@ describe('StandbyPool', () => {
     expect(pool.list()).toEqual([{ pool: 'default', buildId: claimed?.build.id, state: 'claimed' }]);
   });
 
+  it('waits on close for a standby whose StartBuild is still on its way, and stops that build before returning', async () => {
+    const { pool, builds, stops } = make(warmPool({ standby: 1 }));
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const startBuild = builds.startBuild.bind(builds);
+    let sent = false;
+    builds.startBuild = async (request) => {
+      sent = true;
+      await held;
+      return startBuild(request);
+    };
+    pool.start();
+    await until(() => sent, 'StartBuild sent');
+    let closed = false;
+    const closing = pool.close().then(() => {
+      closed = true;
+    });
+    await settle();
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    const ids = [...builds.builds.keys()];
+    expect(ids).toHaveLength(1);
+    expect(stops()).toEqual(ids);
+    expect(builds.builds.get(ids[0] ?? '')?.status).toBe('STOPPED');
+  });
+
   it('gives up a standby of the same compute type when a job meets a full quota, and holds the pool back', async () => {
     const { pool, starts, stops, builds, clock } = make(
       [
