@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { formatIssues } from '../config/load.js';
@@ -259,18 +260,8 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
         return;
       }
       if (method === 'POST' || method === 'PUT') {
-        let raw: unknown;
-        try {
-          raw = JSON.parse(body.toString('utf8')) as unknown;
-        } catch (error) {
-          sendJson(response, 400, { error: `faults must be a JSON object: ${describeError(error)}` });
-          return;
-        }
-        const parsed = FaultsSchema.safeParse(raw);
-        if (!parsed.success) {
-          sendJson(response, 400, { error: 'invalid faults', issues: formatIssues(parsed.error.issues) });
-          return;
-        }
+        const parsed = parseControlBody(response, body, FaultsSchema, 'faults');
+        if (!parsed) return;
         deps.faults.set(parsed.data);
         deps.logger.info({ event: 'build-service.faults-set', kinds: Object.keys(parsed.data) }, 'faults set');
         sendJson(response, 200, deps.faults.snapshot());
@@ -289,18 +280,8 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
         return;
       }
       if (method === 'POST' || method === 'PUT') {
-        let raw: unknown;
-        try {
-          raw = JSON.parse(body.toString('utf8')) as unknown;
-        } catch (error) {
-          sendJson(response, 400, { error: `the simulation must be a JSON object: ${describeError(error)}` });
-          return;
-        }
-        const parsed = SimulationUpdateSchema.safeParse(raw);
-        if (!parsed.success) {
-          sendJson(response, 400, { error: 'invalid simulation', issues: formatIssues(parsed.error.issues) });
-          return;
-        }
+        const parsed = parseControlBody(response, body, SimulationUpdateSchema, 'simulation');
+        if (!parsed) return;
         const { project, ...simulation } = parsed.data;
         if (project !== undefined && !deps.service.hasProject(project)) {
           sendJson(response, 400, { error: 'invalid simulation', issues: [`project: no project "${project}" in this build service`] });
@@ -314,6 +295,23 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
     }
     sendJson(response, 404, { error: `no such control endpoint: ${method} ${path}` });
   }
+}
+
+/** A control request's JSON body checked by `schema`; undefined (a 400 sent, naming `what`) when it is not. */
+function parseControlBody<T>(response: ServerResponse, body: Buffer, schema: z.ZodType<T>, what: string): { data: T } | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body.toString('utf8')) as unknown;
+  } catch (error) {
+    sendJson(response, 400, { error: `the ${what} must be a JSON object: ${describeError(error)}` });
+    return undefined;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    sendJson(response, 400, { error: `invalid ${what}`, issues: formatIssues(parsed.error.issues) });
+    return undefined;
+  }
+  return { data: parsed.data };
 }
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {
