@@ -1,13 +1,11 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createLocalKeyFile } from '../../src/seal/local-key-service.js';
 import { readProcStat } from '../../src/util/proc.js';
-import { startBuildService, type BuildServiceProcess } from '../support/build-service.js';
+import type { BuildServiceProcess } from '../support/build-service.js';
+import { startMuxBuildRig } from '../support/mux-build-rig.js';
 import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
-import { makeFakeRunnerRoot, PROJECT_ROOT } from '../support/runner-root.js';
-import { eventsNamed, killEverything, makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, startMux, waitFor, writeConfig, type MuxProcess } from '../mux/helpers.js';
+import { eventsNamed, killEverything, muxConfig, namedJob, PRELOAD_SO, startMux, waitFor, writeConfig, type MuxProcess } from '../mux/helpers.js';
 
 function alive(pid: number): boolean {
   const state = readProcStat(pid)?.state;
@@ -39,26 +37,9 @@ describe('a mux killed with SIGKILL during a job', () => {
   it('leaves no listener alive; the restarted mux stops the build and removes the registrations and slot files of its previous life', { timeout: 240_000 }, async () => {
     // Runners stay "online" long after their last poll: the stale-registration sweep cannot be what removes them.
     fake = await startFakeGitHub({ tokens: ['ghp_fake_test_token'], onlineWindowMs: 600_000 });
-    const dir = mkdtempSync(join(tmpdir(), 'cbactions-hard-kill-'));
-    const runnerRoot = makeMuxRunnerRoot(join(dir, 'runner'));
-    const stateDir = join(dir, 'state');
-    mkdirSync(stateDir, { mode: 0o700 });
-    await createLocalKeyFile(join(stateDir, 'key'));
-    mkdirSync(join(dir, 'build-service'));
-    service = await startBuildService({
-      stateDir: join(dir, 'build-service'),
-      stopGraceMs: 3000,
-      config: {
-        projects: [
-          {
-            name: 'cbactions-test',
-            buildspec: join(PROJECT_ROOT, 'buildspec.yml'),
-            environmentVariables: { CBACTIONS_RUNNER_ROOT: makeFakeRunnerRoot(join(dir, 'build-runner')), CBACTIONS_CANCEL_POLL_SECONDS: '0.2', CBACTIONS_PAYLOAD_WAIT_SECONDS: '60' },
-          },
-        ],
-      },
-      env: { PATH: `${join(PROJECT_ROOT, 'bin')}:${process.env.PATH ?? ''}` },
-    });
+    const rig = await startMuxBuildRig('cbactions-hard-kill-');
+    service = rig.service;
+    const { dir, runnerRoot, stateDir } = rig;
     const pools = [{ name: 'hk', labels: ['hard-kill'], slots: 2 }];
     const configPath = writeConfig(dir, muxConfig({ fake, runnerRoot, stateDir, pools, mux: { isolation: 'preload', preloadPath: PRELOAD_SO, installWorkerShim: true } }));
     // The old worker's own StopBuild (after its listener vanished) waits 40 s: the next mux is first.

@@ -1,12 +1,10 @@
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createLocalKeyFile } from '../../src/seal/local-key-service.js';
-import { startBuildService, type BuildServiceProcess, type LocalBuildRecord } from '../support/build-service.js';
+import type { BuildServiceProcess, LocalBuildRecord } from '../support/build-service.js';
+import { startMuxBuildRig } from '../support/mux-build-rig.js';
 import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
-import { makeFakeRunnerRoot, PROJECT_ROOT } from '../support/runner-root.js';
-import { eventsNamed, killEverything, makeMuxRunnerRoot, muxConfig, namedJob, PRELOAD_SO, startMux, waitFor, writeConfig } from '../mux/helpers.js';
+import { eventsNamed, killEverything, muxConfig, namedJob, PRELOAD_SO, startMux, waitFor, writeConfig } from '../mux/helpers.js';
 
 const isStandby = (record: LocalBuildRecord) => JSON.stringify(record.request).includes('CBACTIONS_STANDBY_WAIT_SECONDS');
 
@@ -29,26 +27,9 @@ describe('a warm mux killed with SIGKILL while standbys wait', () => {
 
   it('runs a job in a standby; the next life stops the standbys the dead one left; a drain stops its own', { timeout: 300_000 }, async () => {
     fake = await startFakeGitHub({ tokens: ['ghp_fake_test_token'], onlineWindowMs: 600_000 });
-    const dir = mkdtempSync(join(tmpdir(), 'cbactions-warm-kill-'));
-    const runnerRoot = makeMuxRunnerRoot(join(dir, 'runner'));
-    const stateDir = join(dir, 'state');
-    mkdirSync(stateDir, { mode: 0o700 });
-    await createLocalKeyFile(join(stateDir, 'key'));
-    mkdirSync(join(dir, 'build-service'));
-    service = await startBuildService({
-      stateDir: join(dir, 'build-service'),
-      stopGraceMs: 3000,
-      config: {
-        projects: [
-          {
-            name: 'cbactions-test',
-            buildspec: join(PROJECT_ROOT, 'buildspec.yml'),
-            environmentVariables: { CBACTIONS_RUNNER_ROOT: makeFakeRunnerRoot(join(dir, 'build-runner')), CBACTIONS_CANCEL_POLL_SECONDS: '0.2', CBACTIONS_PAYLOAD_WAIT_SECONDS: '60' },
-          },
-        ],
-      },
-      env: { PATH: `${join(PROJECT_ROOT, 'bin')}:${process.env.PATH ?? ''}` },
-    });
+    const rig = await startMuxBuildRig('cbactions-warm-kill-');
+    service = rig.service;
+    const { dir, runnerRoot, stateDir } = rig;
     const waitSeconds = 180;
     const pools = [{ name: 'wm', labels: ['warm'], slots: 1, warm: { standby: 2, maxWaitMinutes: waitSeconds / 60 } }];
     const configPath = writeConfig(dir, muxConfig({ fake, runnerRoot, stateDir, pools, mux: { isolation: 'preload', preloadPath: PRELOAD_SO, installWorkerShim: true } }));
@@ -121,26 +102,9 @@ describe('a warm mux whose build quota is full of standbys', () => {
 
   it('stops a standby for a job CodeBuild refused for quota, and runs the job in its place', { timeout: 300_000 }, async () => {
     fake = await startFakeGitHub({ tokens: ['ghp_fake_test_token'] });
-    const dir = mkdtempSync(join(tmpdir(), 'cbactions-warm-quota-'));
-    const runnerRoot = makeMuxRunnerRoot(join(dir, 'runner'));
-    const stateDir = join(dir, 'state');
-    mkdirSync(stateDir, { mode: 0o700 });
-    await createLocalKeyFile(join(stateDir, 'key'));
-    mkdirSync(join(dir, 'build-service'));
-    service = await startBuildService({
-      stateDir: join(dir, 'build-service'),
-      stopGraceMs: 3000,
-      config: {
-        projects: [
-          {
-            name: 'cbactions-test',
-            buildspec: join(PROJECT_ROOT, 'buildspec.yml'),
-            environmentVariables: { CBACTIONS_RUNNER_ROOT: makeFakeRunnerRoot(join(dir, 'build-runner')), CBACTIONS_CANCEL_POLL_SECONDS: '0.2', CBACTIONS_PAYLOAD_WAIT_SECONDS: '60' },
-          },
-        ],
-      },
-      env: { PATH: `${join(PROJECT_ROOT, 'bin')}:${process.env.PATH ?? ''}` },
-    });
+    const rig = await startMuxBuildRig('cbactions-warm-quota-');
+    service = rig.service;
+    const { dir, runnerRoot, stateDir } = rig;
     // The warm pool's standby cannot take the cold pool's job (other compute type): only yielding helps.
     const pools = [
       { name: 'cold', labels: ['cold'], slots: 1 },
