@@ -1,6 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
+import type { ConfigInput } from '../../src/config/schema.js';
 import { FilterPatterns, LogEvents } from '../../src/infra/monitoring.js';
 import {
   actionsOf,
@@ -371,6 +372,18 @@ describe('runtime config delivered to the task', () => {
     expect(arm?.build.image).toMatch(/container-assets/);
     expect(arm?.build.imagePullCredentials).toBe('SERVICE_ROLE');
     expect(config.pools.find((pool) => pool.name === 'default')?.build.image).toBeUndefined();
+  });
+
+  it("carries each pool's warm section, so the task keeps the standby builds the config asks for; cdk-nag has nothing to add", () => {
+    const pool: ConfigInput['pools'][number] = { name: 'default', labels: ['cbactions'], warm: { standby: 2, maxWaitMinutes: 5, windows: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri'], from: '08:00', to: '18:00' }] } };
+    const warmStack = synth(configInput({ pools: [pool], deploy: { images: { listener: 'public.ecr.aws/example/listener:1', build: 'public.ecr.aws/example/build:1' } } }));
+    const [, definition] = onlyResource(warmStack.json, 'AWS::ECS::TaskDefinition');
+    const container = ((definition.Properties as Record<string, unknown>).ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[])[0];
+    const delivered = parseConfig(JSON.parse(String(resolveIntrinsics(container?.Environment.find((entry) => entry.Name === 'CBACTIONS_CONFIG_JSON')?.Value, warmStack.json))) as Record<string, unknown>);
+    expect(delivered.pools[0]?.warm).toEqual(pool.warm);
+    // Standbys need in-process dispatch (the schema refuses them with worker dispatch).
+    expect(delivered.mux.dispatch).toBe('in-process');
+    expect(nagFindings(warmStack.annotations)).toEqual([]);
   });
 
   it('reads the GitHub credential from the secret the stack created', () => {
