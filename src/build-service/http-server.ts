@@ -209,7 +209,7 @@ export function createBuildServiceServer(deps: BuildServiceHttpDeps): Server {
         return;
       }
       try {
-        sendJson(response, 200, deps.service.signalBuild(id, sub));
+        sendJson(response, 200, await deps.service.signalBuild(id, sub));
       } catch (error) {
         if (!(error instanceof AwsServiceError)) throw error;
         sendJson(response, error.code === AwsErrorCode.ResourceNotFound ? 404 : 409, { error: error.message, code: error.code });

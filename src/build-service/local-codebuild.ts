@@ -8,12 +8,17 @@ import { BuildState, type ApiBuild, type ApiEnvironmentVariable, type LocalBuild
 import { BuildAbort, runBuild, type BuildPlan, type BuildRunnerDeps, type BuildspecSource } from './build-runner.js';
 import type { ProjectConfig } from './config.js';
 import { BUILD_ACTIONS, type BuildAction, type FaultState } from './faults.js';
-import { signalGroup } from '../util/process-group.js';
+import { liveGroupMembers, readProcStat, signalGroup } from '../util/process-group.js';
 import { IDEMPOTENCY_TOKEN_TTL_MS, MAX_BATCH_GET_IDS, QUEUE_FACTOR } from './limits.js';
 import { RecordWriter } from './record-writer.js';
 import type { RoleAssumer } from './role-assumer.js';
 import type { SimulatedDelays, SimulationState } from './simulate.js';
 import { lambdaProblems, parseStartBuild, type StartBuildInput } from './start-build-request.js';
+import { sleep } from '../util/backoff.js';
+
+/** How long a freeze waits for every process of the build to show it has stopped. */
+const FREEZE_TIMEOUT_MS = 30_000;
+const FREEZE_POLL_MS = 10;
 
 export interface LocalCodeBuildOptions {
   projects: ProjectConfig[];
@@ -175,17 +180,42 @@ export class LocalCodeBuild {
   /**
    * A fault done to a running build's process group now (faults.ts BUILD_ACTIONS). Throws
    * ResourceNotFoundException for an unknown build, InvalidInputException for one whose
-   * commands are not running (queued, provisioning, or over).
+   * commands are not running (queued, provisioning, or over). A freeze answers only once
+   * every process of the build shows it is stopped: a caller acting on "frozen" (a race
+   * test) must not find a process still running a moment later.
    */
-  signalBuild(idOrUuid: string, action: BuildAction): LocalBuildRecord {
+  async signalBuild(idOrUuid: string, action: BuildAction): Promise<LocalBuildRecord> {
     const entry = this.find(idOrUuid);
     if (!entry) throw new AwsServiceError(AwsErrorCode.ResourceNotFound, `Build ${idOrUuid} does not exist`);
     const pgid = entry.state.processGroup;
     if (entry.stage !== 'running' || pgid === undefined || !signalGroup(pgid, BUILD_ACTIONS[action])) {
       throw invalidInput(`build ${entry.state.identity.id} has no running commands to ${action} (phase ${entry.state.currentPhase})`);
     }
+    if (action === 'freeze') await this.#untilStopped(entry.state.identity.id, pgid);
     this.deps.logger.info({ event: 'build.fault-action', buildId: entry.state.identity.id, action, processGroup: pgid }, 'fault done to a running build');
     return entry.state.toRecord();
+  }
+
+  /**
+   * SIGSTOP reaches each process when the kernel next schedules it (on a loaded machine, a
+   * while later): wait until every live member of the group shows state T, sending it again
+   * to any that does not (one forked while the signal was on its way). Bounded.
+   */
+  async #untilStopped(buildId: string, pgid: number): Promise<void> {
+    const deadline = Date.now() + FREEZE_TIMEOUT_MS;
+    for (;;) {
+      const running = liveGroupMembers(pgid).filter((pid) => readProcStat(pid)?.state !== 'T');
+      if (running.length === 0) return;
+      if (Date.now() >= deadline) throw invalidInput(`build ${buildId}: processes ${running.join(', ')} did not stop within ${FREEZE_TIMEOUT_MS / 1000} s of SIGSTOP`);
+      for (const pid of running) {
+        try {
+          process.kill(pid, 'SIGSTOP');
+        } catch {
+          // Gone meanwhile: nothing to stop.
+        }
+      }
+      await sleep(FREEZE_POLL_MS);
+    }
   }
 
   /** Every build's local record, oldest first. */
