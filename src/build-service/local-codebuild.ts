@@ -20,6 +20,19 @@ import { sleep } from '../util/backoff.js';
 const FREEZE_TIMEOUT_MS = 30_000;
 const FREEZE_POLL_MS = 10;
 
+/**
+ * Members of group `pgid` that could still run: not stopped (T), and not a vfork parent
+ * (state D) whose child in the group is stopped — that parent waits for the child's exec.
+ */
+export function runnableMembers(pgid: number): number[] {
+  const members = liveGroupMembers(pgid).flatMap((pid) => {
+    const stat = readProcStat(pid);
+    return stat ? [stat] : [];
+  });
+  const stoppedParents = new Set(members.filter((member) => member.state === 'T').map((member) => member.ppid));
+  return members.filter((member) => member.state !== 'T' && !(member.state === 'D' && stoppedParents.has(member.pid))).map((member) => member.pid);
+}
+
 export interface LocalCodeBuildOptions {
   projects: ProjectConfig[];
   region: string;
@@ -198,13 +211,15 @@ export class LocalCodeBuild {
 
   /**
    * SIGSTOP reaches each process when the kernel next schedules it (on a loaded machine, a
-   * while later): wait until every live member of the group shows state T, sending it again
-   * to any that does not (one forked while the signal was on its way). Bounded.
+   * while later): wait until no process of the group can run, sending it again to any that
+   * still could. A shell that vforked (dash does, for each command) sits in state D until its
+   * child execs; with the child stopped first it never gets to stop itself, yet it can't run
+   * either: it counts as frozen. Bounded.
    */
   async #untilStopped(buildId: string, pgid: number): Promise<void> {
     const deadline = Date.now() + FREEZE_TIMEOUT_MS;
     for (;;) {
-      const running = liveGroupMembers(pgid).filter((pid) => readProcStat(pid)?.state !== 'T');
+      const running = runnableMembers(pgid);
       if (running.length === 0) return;
       if (Date.now() >= deadline) throw invalidInput(`build ${buildId}: processes ${running.join(', ')} did not stop within ${FREEZE_TIMEOUT_MS / 1000} s of SIGSTOP`);
       for (const pid of running) {
