@@ -279,12 +279,18 @@ function tempDir(): string {
 }
 
 /** Runs a shim to the point where the mux accepted and the whole job arrived. */
-async function acceptedJob(env: Record<string, string> = {}, job = jobFrame(), options: { wrapper?: string[] } = {}): Promise<{ shim: RunningShim; peer: PeerConnection; mux: FakeMux; installed: Installed }> {
+/** A shim started against a fake mux, its HELLO read: where every dispatch test begins. */
+async function shimAfterHello(env: Record<string, string> = {}, options: { wrapper?: string[]; keepData?: boolean } = {}): Promise<{ shim: RunningShim; peer: PeerConnection; mux: FakeMux; installed: Installed }> {
   const installed = installShim();
-  const mux = await FakeMux.listen(tempDir());
-  const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path, ...env }, options);
+  const mux = await FakeMux.listen(tempDir(), options.keepData ?? true);
+  const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path, ...env }, options.wrapper ? { wrapper: options.wrapper } : {});
   const peer = await mux.connection();
   await peer.message(ShimMessage.Hello);
+  return { shim, peer, mux, installed };
+}
+
+async function acceptedJob(env: Record<string, string> = {}, job = jobFrame(), options: { wrapper?: string[] } = {}): Promise<{ shim: RunningShim; peer: PeerConnection; mux: FakeMux; installed: Installed }> {
+  const { shim, peer, mux, installed } = await shimAfterHello(env, options);
   // Not awaited before ACCEPT: a job bigger than the pipe is only written once the shim reads.
   const written = shim.write(job).then(() => shim.end());
   peer.send(encodeShimMessage(ShimMessage.Accept));
@@ -345,11 +351,7 @@ describe('worker-shim: no mux, so the fallback script runs the job (same argv, s
   });
 
   it('the mux closes the connection before ACCEPT: fd R was never read, the fallback gets the whole job', async () => {
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir());
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer, installed } = await shimAfterHello();
     // The whole job is in the pipe before the shim decides (it fits the 64 KiB pipe).
     const job = jobFrame(20_000);
     await shim.write(job);
@@ -360,11 +362,7 @@ describe('worker-shim: no mux, so the fallback script runs the job (same argv, s
   });
 
   it('no ACCEPT within 10 s: falls back', async () => {
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir());
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer, installed } = await shimAfterHello();
     const job = jobFrame();
     await shim.write(job);
     await shim.end();
@@ -427,22 +425,14 @@ describe('worker-shim: relaying a job to the mux', () => {
   });
 
   it('EXIT may come before the job is fully read (the mux decided early)', async () => {
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir());
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer } = await shimAfterHello();
     peer.send(encodeShimMessage(ShimMessage.Accept), encodeShimMessage(ShimMessage.Line, 'refused'), encodeShimMessage(ShimMessage.Exit, encodeUint32(2)));
     expect(await shim.exit).toEqual({ code: 2, signal: null });
     expect(shim.stderr()).toBe('refused\n');
   });
 
   it('a 5 MB job streams through (same sha256) without the shim ever holding it', async () => {
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir(), false);
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer } = await shimAfterHello({}, { keepData: false });
     peer.send(encodeShimMessage(ShimMessage.Accept));
     const job = jobFrame(2_500_000);
     expect(job.length).toBeGreaterThan(5_000_000);
@@ -474,11 +464,7 @@ describe('worker-shim: relaying a job to the mux', () => {
   });
 
   it('a SIGTERM before ACCEPT waits, and reaches the mux once it accepted', async () => {
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir());
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer } = await shimAfterHello();
     shim.child.kill('SIGTERM');
     peer.send(encodeShimMessage(ShimMessage.Accept));
     expect((await peer.message(ShimMessage.Signal)).body.readUInt32LE(0)).toBe(15);
@@ -487,11 +473,7 @@ describe('worker-shim: relaying a job to the mux', () => {
   });
 
   it('a SIGTERM before ACCEPT, then no mux after all: it acts as it would without a shim (the default ends the process), the fallback never runs', async () => {
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir());
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer, installed } = await shimAfterHello();
     shim.child.kill('SIGTERM');
     peer.socket.end();
     expect(await shim.exit).toEqual({ code: null, signal: 'SIGTERM' });
@@ -533,11 +515,7 @@ describe('worker-shim: the mux goes wrong after ACCEPT (reason line, exit 1)', (
   });
 
   it('the mux dies before the job was read: the same line', async () => {
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir());
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer } = await shimAfterHello();
     peer.send(encodeShimMessage(ShimMessage.Accept));
     await shim.write(jobFrame(100_000));
     peer.socket.destroy();
@@ -563,11 +541,7 @@ describe('worker-shim: the mux goes wrong after ACCEPT (reason line, exit 1)', (
   });
 
   it('an unknown message before ACCEPT is refused too (never a fallback)', async () => {
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir());
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer, installed } = await shimAfterHello();
     peer.send(encodeShimMessage(9));
     expect(await shim.exit).toEqual({ code: 1, signal: null });
     expect(shim.stderr()).toBe('cbactions: the mux sent a message the worker shim does not know (type 9, 0 bytes) (SHIM_PROTOCOL)\n');
@@ -600,11 +574,7 @@ describe('worker-shim under valgrind (memory errors and leaks fail the test)', (
 
   it('the fallback path is clean up to the exec (valgrind reports errors as they happen)', async () => {
     requireTool('valgrind');
-    const installed = installShim();
-    const mux = await FakeMux.listen(tempDir());
-    const shim = startShim(installed, { CBACTIONS_DISPATCH_SOCKET: mux.path }, { wrapper: valgrind });
-    const peer = await mux.connection();
-    await peer.message(ShimMessage.Hello);
+    const { shim, peer, installed } = await shimAfterHello({}, { wrapper: valgrind });
     const job = jobFrame();
     await shim.write(job);
     await shim.end();
